@@ -1,0 +1,249 @@
+"""The directory edge: the only package that imports ldap3.
+
+Everything above it sees plain strings and dicts: ``Directory.search`` yields ``(dn, attributes)``
+with attribute names in lower case and values decoded to text.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import ldap3
+from ldap3.core import exceptions as lx
+from ldap3.utils.conv import escape_filter_chars
+
+from ..config import Settings
+from ..errors import ConfigError, DirectoryError
+
+__all__ = ["Directory", "ServerCapabilities", "connect", "escape_filter_chars", "parse_url"]
+
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+TRANSACTIONS = "1.3.6.1.1.21.1"
+ASSERTION = "1.3.6.1.1.12"
+BINARY_ATTRIBUTES = {"objectguid", "objectsid"}
+
+
+@dataclass(frozen=True)
+class ServerCapabilities:
+    """What the server offers that later commands rely on."""
+
+    vendor: str
+    naming_contexts: tuple[str, ...]
+    paged_results: bool
+    transactions: bool
+    assertion: bool
+    tls: str
+
+
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """Host, port and whether the URL asks for LDAPS; a clear error for anything else."""
+    text = (url or "").strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("ldap", "ldaps") or not parts.hostname:
+        raise ConfigError(f"url '{url}' is not an LDAP URL: expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+    secure = parts.scheme.lower() == "ldaps"
+    try:
+        port = parts.port or (636 if secure else 389)
+    except ValueError:
+        raise ConfigError(f"url '{url}' has an invalid port") from None
+    return parts.hostname, port, secure
+
+
+def _tls(settings: Settings) -> ldap3.Tls:
+    if settings.tls_ca_file:
+        try:
+            open(settings.tls_ca_file, "rb").close()
+        except OSError as exc:
+            raise ConfigError(f"tls_ca_file {settings.tls_ca_file}: {exc.strerror}") from None
+    return ldap3.Tls(
+        validate=ssl.CERT_REQUIRED if settings.tls_verify else ssl.CERT_NONE,
+        ca_certs_file=settings.tls_ca_file,
+        version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+
+
+def connect(settings: Settings, password: str | None) -> Directory:
+    """Connect and bind as configured; every failure is one DirectoryError line."""
+    settings.require("url")
+    host, port, secure_url = parse_url(settings.url)
+    mode = settings.tls_mode
+    if secure_url and mode == "starttls":
+        raise ConfigError("tls: starttls cannot be used with an ldaps:// url")
+    server = ldap3.Server(
+        host,
+        port=port,
+        use_ssl=mode == "ldaps",
+        tls=_tls(settings) if mode != "none" else None,
+        get_info=ldap3.NONE,
+        connect_timeout=settings.connect_timeout,
+    )
+    target = f"{'ldaps' if mode == 'ldaps' else 'ldap'}://{host}:{port}"
+    conn = ldap3.Connection(
+        server,
+        user=settings.bind_dn or None,
+        password=password,
+        client_strategy=ldap3.SYNC,
+        receive_timeout=settings.receive_timeout,
+        raise_exceptions=False,
+        auto_referrals=False,
+        check_names=False,
+        read_only=False,
+    )
+    try:
+        conn.open()
+        if mode == "starttls" and not conn.start_tls():
+            raise DirectoryError(f"{target} refused StartTLS: {_result_text(conn)} (set tls: ldaps or fix the server)")
+        if not conn.bind():
+            raise DirectoryError(_bind_failure(conn, settings.bind_dn, target))
+    except lx.LDAPException as exc:
+        conn.unbind()
+        raise DirectoryError(_explain(exc, target, settings)) from None
+    return Directory(conn, settings, target, mode)
+
+
+def _bind_failure(conn: ldap3.Connection, bind_dn: str | None, target: str) -> str:
+    code = conn.result.get("result") if conn.result else None
+    if code == 49:
+        return f"bind to {target} as {bind_dn} failed: wrong bind DN or password"
+    if code == 13:
+        return f"{target} requires a secure connection for this bind: set tls: starttls or ldaps"
+    return f"bind to {target} as {bind_dn or 'anonymous'} failed: {_result_text(conn)}"
+
+
+def _result_text(conn: ldap3.Connection) -> str:
+    result = conn.result or {}
+    text = result.get("description") or "no answer"
+    if result.get("message"):
+        text += f" ({result['message'].strip()})"
+    return text
+
+
+def _explain(exc: Exception, target: str, settings: Settings) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        hint = "set tls_ca_file to the CA that signed it" if not settings.tls_ca_file else "check tls_ca_file"
+        return f"the certificate of {target} is not trusted: {hint}"
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return f"{target} does not speak TLS on that port: check url and tls"
+    if isinstance(exc, lx.LDAPStartTLSError):
+        return f"StartTLS with {target} failed: {text}"
+    if isinstance(exc, (lx.LDAPSocketReceiveError, lx.LDAPResponseTimeoutError)) or "timed out" in text:
+        return f"{target} did not answer within the timeout: check the server and receive_timeout"
+    if isinstance(exc, lx.LDAPSocketOpenError):
+        reason = "connection refused" if "refused" in text.lower() else text.split(":")[-1].strip() or text
+        return f"cannot reach {target}: {reason}"
+    return f"{target}: {text}"
+
+
+class Directory:
+    """A bound connection with the read operations the snapshot needs."""
+
+    def __init__(self, conn: ldap3.Connection, settings: Settings, target: str, tls: str):
+        self.conn = conn
+        self.settings = settings
+        self.target = target
+        self.tls = tls
+
+    def close(self) -> None:
+        try:
+            self.conn.unbind()
+        except lx.LDAPException:
+            pass
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, what: str, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except lx.LDAPException as exc:
+            raise DirectoryError(f"{what}: {_explain(exc, self.target, self.settings)}") from None
+
+    def root_dse(self) -> dict[str, list[str]]:
+        for _dn, attrs in self.search("", "(objectClass=*)", ["*", "+"], scope="base", paged=False):
+            return attrs
+        return {}
+
+    def capabilities(self) -> ServerCapabilities:
+        dse = self.root_dse()
+        controls = set(dse.get("supportedcontrol", []))
+        extensions = set(dse.get("supportedextension", []))
+        features = set(dse.get("supportedfeatures", []))
+        vendor = (dse.get("vendorname") or dse.get("vendorversion") or ["unknown"])[0]
+        if "forestFunctionality" in str(dse.keys()) or "forestfunctionality" in dse:
+            vendor = "Active Directory"
+        elif "openldaprootdse" in {v.lower() for v in dse.get("objectclass", [])}:
+            vendor = "OpenLDAP"
+        return ServerCapabilities(
+            vendor=vendor,
+            naming_contexts=tuple(dse.get("namingcontexts", [])),
+            paged_results=PAGED_RESULTS in controls,
+            transactions=TRANSACTIONS in extensions,
+            assertion=ASSERTION in controls or ASSERTION in features,
+            tls=self.tls,
+        )
+
+    def exists(self, dn: str) -> bool:
+        """True when an entry with this DN exists (and is visible to us)."""
+        return any(True for _ in self.search(dn, "(objectClass=*)", ["1.1"], scope="base", paged=False))
+
+    def search(
+        self,
+        base: str,
+        search_filter: str,
+        attributes: Iterable[str],
+        scope: str = "subtree",
+        paged: bool = True,
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        """Yield (dn, {lower-case attribute: [text values]}); a missing base yields nothing."""
+        scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
+        attrs = list(attributes)
+        cookie = None
+        while True:
+            kwargs = {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {}
+            self._call(f"search {base}", self.conn.search, base, search_filter, scopes[scope], attributes=attrs, **kwargs)
+            code = self.conn.result.get("result")
+            if code in (32, 34) and scope == "base":
+                return  # no such object / not a DN: nothing to yield
+            if code not in (0, None):
+                raise DirectoryError(f"search under {base or 'the root'} failed: {_result_text(self.conn)}")
+            for item in self.conn.response or ():
+                if item.get("type") == "searchResEntry":
+                    yield item["dn"], _decode(item["raw_attributes"])
+            cookie = _next_cookie(self.conn.result) if paged else None
+            if not cookie:
+                return
+
+    def check_base(self, name: str, base: str) -> None:
+        """Fail with one line when a configured base DN does not exist."""
+        if not self.exists(base):
+            raise DirectoryError(f"{name} {base} does not exist on {self.target}")
+
+
+def _next_cookie(result: dict) -> bytes | None:
+    control = (result.get("controls") or {}).get(PAGED_RESULTS)
+    return control["value"]["cookie"] if control else None
+
+
+def _decode(raw: dict[str, list[bytes]]) -> dict[str, list[str]]:
+    decoded = {}
+    for name, values in raw.items():
+        key = name.lower().split(";", 1)[0]
+        if key in BINARY_ATTRIBUTES:
+            decoded[key] = [_binary(key, v) for v in values]
+        else:
+            decoded[key] = [v.decode("utf-8", "replace") for v in values]
+    return decoded
+
+
+def _binary(key: str, value: bytes) -> str:
+    if key == "objectguid" and len(value) == 16:
+        return str(uuid.UUID(bytes_le=value))
+    return value.hex()

@@ -1,0 +1,78 @@
+"""Plain data shared by every layer: entries of a snapshot and the snapshot itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+USER = "user"
+GRANT = "grant"
+ROLE = "role"
+EXTERNAL = "external"  # exists in the directory, outside the managed users and groups
+DANGLING = "dangling"  # a member value that points at no entry
+GROUP_KINDS = (GRANT, ROLE)
+KINDS = (USER, GRANT, ROLE, EXTERNAL, DANGLING)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A user, group or member target as seen in one snapshot."""
+
+    idx: int
+    kind: str
+    dn: str
+    name: str
+    uuid: str | None = None
+    enabled: bool = True
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind in GROUP_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """What a snapshot listing shows."""
+
+    id: int
+    taken_at: datetime
+    source: str
+    users: int
+    grants: int
+    roles: int
+    memberships: int
+
+
+@dataclass
+class Snapshot:
+    """A point-in-time copy of users, groups and memberships.
+
+    ``members`` maps a group's idx to the idx of each of its member values, in directory order.
+    """
+
+    taken_at: datetime
+    source: str
+    flavour: str
+    bases: Mapping[str, str]
+    entries: list[Entry]
+    members: dict[int, tuple[int, ...]]
+    id: int | None = None
+
+    def of_kind(self, *kinds: str) -> list[Entry]:
+        return [e for e in self.entries if e.kind in kinds]
+
+    def info(self) -> SnapshotInfo:
+        counts = {kind: 0 for kind in KINDS}
+        for entry in self.entries:
+            counts[entry.kind] += 1
+        return SnapshotInfo(
+            id=self.id or 0,
+            taken_at=self.taken_at,
+            source=self.source,
+            users=counts[USER],
+            grants=counts[GRANT],
+            roles=counts[ROLE],
+            memberships=sum(len(m) for m in self.members.values()),
+        )

@@ -1,0 +1,149 @@
+"""Take a snapshot: read users and managed groups from the directory into plain data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+from . import dn as dnutil
+from .config import Settings
+from .errors import ConfigError
+from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Entry, Snapshot
+
+GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+Progress = Callable[[str, int], None]
+
+
+def as_filter(text: str, name: str) -> str:
+    """Accept 'objectClass=person' as well as '(objectClass=person)'; reject unbalanced ones."""
+    text = text.strip()
+    if not text.startswith("("):
+        text = f"({text})"
+    if text.count("(") != text.count(")"):
+        raise ConfigError(f"{name} '{text}' is not a valid LDAP filter: unbalanced parentheses")
+    return text
+
+
+def identity_attribute(settings: Settings) -> str:
+    """entryUUID on OpenLDAP, objectGUID on Active Directory: identity that survives renames."""
+    return "objectGUID" if settings.flavour == "ad" else "entryUUID"
+
+
+class _Builder:
+    """Collects entries and resolves member values to them."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.by_dn: dict[str, int] = {}
+        self.by_norm: dict[str, int] = {}
+
+    def add(self, kind: str, dn: str, name: str, **fields) -> Entry | None:
+        norm = dnutil.normalize(dn)
+        if norm in self.by_norm:
+            return None
+        entry = Entry(idx=len(self.entries), kind=kind, dn=dn, name=name, **fields)
+        self.entries.append(entry)
+        self.by_dn[dn.lower()] = entry.idx
+        self.by_norm[norm] = entry.idx
+        return entry
+
+    def lookup(self, value: str) -> int | None:
+        found = self.by_dn.get(value.lower())
+        if found is None:
+            found = self.by_norm.get(dnutil.normalize(value))
+        return found
+
+
+def take(directory, settings: Settings, progress: Progress | None = None) -> Snapshot:
+    """Read users, grant groups and role groups; resolve every member value."""
+    settings.require("user_base", "grant_base", "role_base")
+    for name in ("user_base", "grant_base", "role_base"):
+        directory.check_base(name, getattr(settings, name))
+    report = progress or (lambda _stage, _count: None)
+    taken_at = datetime.now(timezone.utc)
+    builder = _Builder()
+    _read_users(directory, settings, builder, report)
+    raw_members = _read_groups(directory, settings, builder, report)
+    members = _resolve_members(directory, builder, raw_members, report)
+    return Snapshot(
+        taken_at=taken_at,
+        source=directory.target,
+        flavour=settings.flavour,
+        bases={k: getattr(settings, k) for k in ("user_base", "grant_base", "role_base")},
+        entries=builder.entries,
+        members=members,
+    )
+
+
+def _read_users(directory, settings: Settings, builder: _Builder, report: Progress) -> None:
+    user_filter = as_filter(settings.user_filter, "user_filter")
+    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
+    disabled = {
+        dnutil.normalize(dn)
+        for dn, _ in directory.search(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
+    }
+    uuid_attr = identity_attribute(settings).lower()
+    id_attr = settings.id_attribute.lower()
+    peers = [(name, name.lower()) for name in settings.peer_attributes]
+    attributes = [identity_attribute(settings), settings.id_attribute, *settings.peer_attributes]
+    count = 0
+    for dn, attrs in directory.search(settings.user_base, user_filter, attributes):
+        name = (attrs.get(id_attr) or [dnutil.first_value(dn)])[0]
+        builder.add(
+            USER,
+            dn,
+            name,
+            uuid=(attrs.get(uuid_attr) or [None])[0],
+            enabled=dnutil.normalize(dn) not in disabled,
+            attrs={label: attrs[key][0] for label, key in peers if attrs.get(key)},
+        )
+        count += 1
+        if count % 10000 == 0:
+            report("users", count)
+    report("users", count)
+
+
+def _read_groups(directory, settings: Settings, builder: _Builder, report: Progress) -> dict[int, list[str]]:
+    uuid_attr = identity_attribute(settings)
+    member_attr = settings.member_attribute.lower()
+    raw: dict[int, list[str]] = {}
+    # The more specific base wins when one base lies inside the other.
+    bases = sorted(
+        [(settings.role_base, ROLE), (settings.grant_base, GRANT)],
+        key=lambda item: -len(dnutil.normalize(item[0])),
+    )
+    for base, kind in bases:
+        for dn, attrs in directory.search(base, GROUP_FILTER, [uuid_attr, "cn", settings.member_attribute]):
+            entry = builder.add(
+                kind, dn, (attrs.get("cn") or [dnutil.first_value(dn)])[0], uuid=(attrs.get(uuid_attr.lower()) or [None])[0]
+            )
+            if entry is not None:
+                raw[entry.idx] = attrs.get(member_attr, [])
+        report(f"{kind} groups", len(raw))
+    return raw
+
+
+def _resolve_members(directory, builder: _Builder, raw: dict[int, list[str]], report: Progress) -> dict[int, tuple[int, ...]]:
+    unknown: dict[str, int] = {}
+    members: dict[int, tuple[int, ...]] = {}
+    for group_idx, values in raw.items():
+        resolved = []
+        for value in values:
+            idx = builder.lookup(value)
+            if idx is None:
+                idx = unknown.get(value.lower())
+            if idx is None:
+                idx = _classify_unknown(directory, builder, value)
+                unknown[value.lower()] = idx
+            resolved.append(idx)
+        members[group_idx] = tuple(resolved)
+    report("unresolved member values", len(unknown))
+    return members
+
+
+def _classify_unknown(directory, builder: _Builder, value: str) -> int:
+    """A member value outside the managed entries: an existing entry elsewhere, or dangling."""
+    exists = "=" in value and directory.exists(value)
+    kind = EXTERNAL if exists else DANGLING
+    entry = builder.add(kind, value, value)
+    return entry.idx if entry is not None else builder.lookup(value)

@@ -1,0 +1,257 @@
+"""The state store: the only module that talks SQL. SQLite by default, PostgreSQL for teams."""
+
+from __future__ import annotations
+
+import json
+import sys
+from array import array
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from .. import dn as dnutil
+from ..errors import NotFoundError, StoreError
+from ..model import GROUP_KINDS, Entry, Snapshot, SnapshotInfo
+from . import migrations
+from .schema import snapshot_entries, snapshots
+
+__all__ = ["Store", "open_store"]
+
+
+def _pack(indexes: Iterable[int]) -> bytes:
+    packed = array("i", indexes)
+    if sys.byteorder == "big":
+        packed.byteswap()  # stored little-endian so a store can move between machines
+    return packed.tobytes()
+
+
+def _unpack(blob: bytes | None) -> tuple[int, ...]:
+    packed = array("i")
+    packed.frombytes(blob or b"")
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return tuple(packed)
+
+
+class Store:
+    """A connection to the state store; schema migrations run when it is opened."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {self.display_url}: {_reason(exc)}") from None
+
+    def begin(self):
+        """A transaction context; store errors become one-line StoreErrors."""
+        return _Transaction(self)
+
+    # -- schema -------------------------------------------------------------------------
+
+    def upgrade(self) -> list[str]:
+        """Apply pending schema migrations; return the revisions applied."""
+        with self.begin() as conn:
+            return migrations.upgrade(conn)
+
+    def revision(self) -> str | None:
+        with self.connect() as conn:
+            return migrations.current(conn)
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> int:
+        """Write a snapshot in one transaction: it exists complete, or not at all."""
+        info = snap.info()
+        with self.begin() as conn:
+            snapshot_id = conn.execute(
+                snapshots.insert().values(
+                    taken_at=snap.taken_at,
+                    source=snap.source,
+                    flavour=snap.flavour,
+                    bases=dict(snap.bases),
+                    users=info.users,
+                    grants=info.grants,
+                    roles=info.roles,
+                    memberships=info.memberships,
+                )
+            ).inserted_primary_key[0]
+            rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx)) for e in snap.entries]
+            for start in range(0, len(rows), 20000):
+                conn.execute(snapshot_entries.insert(), rows[start : start + 20000])
+        snap.id = snapshot_id
+        return snapshot_id
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        with self.connect() as conn:
+            rows = conn.execute(select(snapshots).order_by(snapshots.c.id)).all()
+        return [_info(row) for row in rows]
+
+    def snapshot_info(self, ref: int | str | None = None) -> SnapshotInfo:
+        """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
+        listing = self.snapshots()
+        if not listing:
+            raise NotFoundError("no snapshot yet: run 'rbac-migrate snapshot take'")
+        if ref in (None, "latest"):
+            return listing[-1]
+        try:
+            number = int(ref)
+        except (TypeError, ValueError):
+            raise NotFoundError(f"snapshot '{ref}' is not a number or 'latest'") from None
+        if number < 0 and -number <= len(listing):
+            return listing[number - 1]
+        for info in listing:
+            if info.id == number:
+                return info
+        raise NotFoundError(f"no snapshot {ref}: 'rbac-migrate snapshot list' shows them")
+
+    def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None) -> Snapshot:
+        """Load a whole snapshot, or only entries of the given kinds plus every group."""
+        info = self.snapshot_info(ref)
+        query = select(snapshot_entries).where(snapshot_entries.c.snapshot_id == info.id)
+        if kinds is not None:
+            query = query.where(snapshot_entries.c.kind.in_(set(kinds) | set(GROUP_KINDS)))
+        with self.connect() as conn:
+            head = conn.execute(select(snapshots).where(snapshots.c.id == info.id)).one()
+            rows = conn.execute(query.order_by(snapshot_entries.c.idx)).all()
+        entries = [_entry(row) for row in rows]
+        members = {row.idx: _unpack(row.members) for row in rows if row.kind in GROUP_KINDS}
+        return Snapshot(
+            taken_at=head.taken_at,
+            source=head.source,
+            flavour=head.flavour,
+            bases=head.bases,
+            entries=entries,
+            members=members,
+            id=info.id,
+        )
+
+    def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list[Entry]:
+        """Entries of the given kinds whose name or DN matches (case-insensitively)."""
+        column, key = (
+            (snapshot_entries.c.dn_norm, dnutil.normalize(name_or_dn))
+            if "=" in name_or_dn
+            else (snapshot_entries.c.name_norm, name_or_dn.strip().lower())
+        )
+        query = select(snapshot_entries).where(
+            snapshot_entries.c.snapshot_id == snapshot_id,
+            column == key,
+            snapshot_entries.c.kind.in_(kinds),
+        )
+        with self.connect() as conn:
+            return [_entry(row) for row in conn.execute(query).all()]
+
+
+class _Transaction:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> Connection:
+        self.conn = self.store.connect()
+        self.trans = self.conn.begin()
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self.trans.commit()
+            else:
+                self.trans.rollback()
+        except SQLAlchemyError as error:
+            raise StoreError(f"store {self.store.display_url}: {_reason(error)}") from None
+        finally:
+            self.conn.close()
+        if isinstance(exc, SQLAlchemyError):
+            raise StoreError(f"store {self.store.display_url}: {_reason(exc)}") from None
+        return False
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) -> dict:
+    return {
+        "snapshot_id": snapshot_id,
+        "idx": entry.idx,
+        "kind": entry.kind,
+        "dn": entry.dn,
+        "dn_norm": dnutil.normalize(entry.dn),
+        "name": entry.name,
+        "name_norm": entry.name.lower(),
+        "uuid": entry.uuid,
+        "enabled": entry.enabled,
+        "attrs": dict(entry.attrs) if entry.attrs else None,
+        "members": _pack(members) if members is not None else None,
+    }
+
+
+def _entry(row) -> Entry:
+    attrs = row.attrs
+    if isinstance(attrs, str):  # some drivers hand JSON back as text
+        attrs = json.loads(attrs)
+    return Entry(
+        idx=row.idx,
+        kind=row.kind,
+        dn=row.dn,
+        name=row.name,
+        uuid=row.uuid,
+        enabled=bool(row.enabled),
+        attrs=attrs or {},
+    )
+
+
+def _info(row) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=row.id,
+        taken_at=row.taken_at,
+        source=row.source,
+        users=row.users,
+        grants=row.grants,
+        roles=row.roles,
+        memberships=row.memberships,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers work while a batch writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def open_store(url: str, upgrade: bool = True) -> Store:
+    """Open (and by default migrate) the store at a SQLAlchemy URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"store URL '{url}' is not valid: expected sqlite:///FILE or postgresql+psycopg://…") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {url}: {exc.strerror}: {folder}") from None
+    try:
+        engine = create_engine(parsed, future=True)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise StoreError(f"cannot open store {parsed.render_as_string(hide_password=True)}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = Store(engine)
+    if upgrade:
+        store.upgrade()
+    return store
