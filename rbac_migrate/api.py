@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import dn as dnutil
 from . import snapshot as snapshots
 from .access import AccessGraph, AccessPath, Grant, find_one, match_entries
 from .config import Settings, bind_password
@@ -59,17 +60,22 @@ def check(settings: Settings, prompt: Prompt | None = None) -> CheckReport:
             disabled=count(settings.user_base, f"(&{user_filter}{disabled_filter})"),
             grant_groups=count(settings.grant_base, GROUP_FILTER),
             roles=count(settings.role_base, GROUP_FILTER),
-            nested_member_of=_nested_member_of(directory, settings, user_filter),
+            nested_member_of=_nested_member_of(directory, settings),
         )
 
 
-def _nested_member_of(directory: Directory, settings: Settings, user_filter: str) -> bool:
-    """Whether the server computes memberOf (dynlist on OpenLDAP; always on AD)."""
+def _nested_member_of(directory: Directory, settings: Settings) -> bool:
+    """Whether the server computes memberOf (dynlist on OpenLDAP; always on AD).
+
+    Asked of one member of one grant group: computing memberOf for every user is slow on slapd.
+    """
     if settings.flavour == "ad":
         return True
-    for _dn, attrs in directory.search(settings.user_base, user_filter, ["memberOf"], paged=False):
-        if attrs.get("memberof"):
-            return True
+    member_attr = settings.member_attribute
+    for group_dn, attrs in directory.search(settings.grant_base, GROUP_FILTER, [member_attr], paged=False, size_limit=1):
+        for member in attrs.get(member_attr.lower(), [])[:1]:
+            for _dn, found in directory.search(member, "(objectClass=*)", ["memberOf"], scope="base", paged=False):
+                return any(dnutil.normalize(v) == dnutil.normalize(group_dn) for v in found.get("memberof", []))
     return False
 
 

@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("connect_timeout", 10.0, "Seconds to wait for the TCP connection", "float"),
     Setting("receive_timeout", 60.0, "Seconds to wait for any single answer from the server", "float"),
     Setting("page_size", 1000, "Entries per page for paged searches", "int"),
+    Setting(
+        "bulk_reader",
+        "auto",
+        "Library for large reads: auto (python-ldap when installed, else ldap3), python-ldap, ldap3",
+        choices=("auto", "python-ldap", "ldap3"),
+    ),
     Setting("user_base", None, "Where user accounts live, e.g. ou=people,dc=example,dc=org"),
     Setting("user_filter", None, "LDAP filter selecting user accounts (default depends on flavour)"),
     Setting("id_attribute", None, "Attribute naming a user: uid (openldap) or sAMAccountName (ad)"),

@@ -6,6 +6,7 @@ import re
 
 # A separator is a ',' or '+' not preceded by an odd number of backslashes.
 _SEPARATOR = re.compile(r"(?<!\\)((?:\\\\)*)([,+])")
+_NEEDS_PARSING = re.compile(r"[\\+]| [,=]|[,=] ")
 
 
 def split_rdns(dn: str) -> list[str]:
@@ -24,6 +25,8 @@ def normalize(dn: str) -> str:
     """Comparison form: lower case, no spaces around '=', ',' and '+'."""
     if not dn:
         return ""
+    if not _NEEDS_PARSING.search(dn) and dn == dn.strip():
+        return dn.lower()  # the common case, and a million member values make it hot
     rdns = []
     for rdn in split_rdns(dn):
         avas = []

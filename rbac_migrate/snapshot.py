@@ -119,7 +119,7 @@ def _read_groups(directory, settings: Settings, builder: _Builder, report: Progr
             )
             if entry is not None:
                 raw[entry.idx] = attrs.get(member_attr, [])
-        report(f"{kind} groups", len(raw))
+        report(f"{kind} groups", sum(1 for i in raw if builder.entries[i].kind == kind))
     return raw
 
 

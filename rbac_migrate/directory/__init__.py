@@ -6,6 +6,7 @@ with attribute names in lower case and values decoded to text.
 
 from __future__ import annotations
 
+import math
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
+from . import bulk as fastread
 
 __all__ = ["Directory", "ServerCapabilities", "connect", "escape_filter_chars", "parse_url"]
 
@@ -79,7 +81,7 @@ def connect(settings: Settings, password: str | None) -> Directory:
         use_ssl=mode == "ldaps",
         tls=_tls(settings) if mode != "none" else None,
         get_info=ldap3.NONE,
-        connect_timeout=settings.connect_timeout,
+        connect_timeout=math.ceil(settings.connect_timeout),
     )
     target = f"{'ldaps' if mode == 'ldaps' else 'ldap'}://{host}:{port}"
     conn = ldap3.Connection(
@@ -87,7 +89,7 @@ def connect(settings: Settings, password: str | None) -> Directory:
         user=settings.bind_dn or None,
         password=password,
         client_strategy=ldap3.SYNC,
-        receive_timeout=settings.receive_timeout,
+        receive_timeout=math.ceil(settings.receive_timeout),  # ldap3 packs it as an int
         raise_exceptions=False,
         auto_referrals=False,
         check_names=False,
@@ -102,7 +104,10 @@ def connect(settings: Settings, password: str | None) -> Directory:
     except lx.LDAPException as exc:
         conn.unbind()
         raise DirectoryError(_explain(exc, target, settings)) from None
-    return Directory(conn, settings, target, mode)
+    bulk = None
+    if settings.bulk_reader != "ldap3" and (settings.bulk_reader == "python-ldap" or fastread.available()):
+        bulk = lambda: fastread.BulkReader(settings, password, host, port, mode)  # noqa: E731
+    return Directory(conn, settings, target, mode, bulk)
 
 
 def _bind_failure(conn: ldap3.Connection, bind_dn: str | None, target: str) -> str:
@@ -142,13 +147,21 @@ def _explain(exc: Exception, target: str, settings: Settings) -> str:
 class Directory:
     """A bound connection with the read operations the snapshot needs."""
 
-    def __init__(self, conn: ldap3.Connection, settings: Settings, target: str, tls: str):
+    def __init__(self, conn: ldap3.Connection, settings: Settings, target: str, tls: str, bulk=None):
         self.conn = conn
         self.settings = settings
         self.target = target
         self.tls = tls
+        self._open_bulk = bulk
+        self._bulk: fastread.BulkReader | None = None
+
+    @property
+    def bulk_reader(self) -> str:
+        return "python-ldap" if self._open_bulk else "ldap3"
 
     def close(self) -> None:
+        if self._bulk is not None:
+            self._bulk.close()
         try:
             self.conn.unbind()
         except lx.LDAPException:
@@ -201,18 +214,25 @@ class Directory:
         attributes: Iterable[str],
         scope: str = "subtree",
         paged: bool = True,
+        size_limit: int = 0,
     ) -> Iterator[tuple[str, dict[str, list[str]]]]:
         """Yield (dn, {lower-case attribute: [text values]}); a missing base yields nothing."""
+        if paged and self._open_bulk is not None:
+            if self._bulk is None:
+                self._bulk = self._open_bulk()
+            for dn, raw in self._bulk.search(base, search_filter, attributes, scope):
+                yield dn, _decode(raw)
+            return
         scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
         attrs = list(attributes)
         cookie = None
         while True:
-            kwargs = {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {}
+            kwargs = {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {"size_limit": size_limit}
             self._call(f"search {base}", self.conn.search, base, search_filter, scopes[scope], attributes=attrs, **kwargs)
             code = self.conn.result.get("result")
             if code in (32, 34) and scope == "base":
                 return  # no such object / not a DN: nothing to yield
-            if code not in (0, None):
+            if code not in (0, None, 4):  # 4: size limit reached, which the caller asked for
                 raise DirectoryError(f"search under {base or 'the root'} failed: {_result_text(self.conn)}")
             for item in self.conn.response or ():
                 if item.get("type") == "searchResEntry":

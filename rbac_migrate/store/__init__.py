@@ -86,8 +86,7 @@ class Store:
                 )
             ).inserted_primary_key[0]
             rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx)) for e in snap.entries]
-            for start in range(0, len(rows), 20000):
-                conn.execute(snapshot_entries.insert(), rows[start : start + 20000])
+            bulk_insert(conn, snapshot_entries, ENTRY_COLUMNS, rows)
         snap.id = snapshot_id
         return snapshot_id
 
@@ -181,20 +180,41 @@ def _reason(exc: Exception) -> str:
     return text[0] if text else type(orig).__name__
 
 
-def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) -> dict:
-    return {
-        "snapshot_id": snapshot_id,
-        "idx": entry.idx,
-        "kind": entry.kind,
-        "dn": entry.dn,
-        "dn_norm": dnutil.normalize(entry.dn),
-        "name": entry.name,
-        "name_norm": entry.name.lower(),
-        "uuid": entry.uuid,
-        "enabled": entry.enabled,
-        "attrs": dict(entry.attrs) if entry.attrs else None,
-        "members": _pack(members) if members is not None else None,
-    }
+ENTRY_COLUMNS = ("snapshot_id", "idx", "kind", "dn", "dn_norm", "name", "name_norm", "uuid", "enabled", "attrs", "members")
+
+
+def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) -> tuple:
+    return (
+        snapshot_id,
+        entry.idx,
+        entry.kind,
+        entry.dn,
+        dnutil.normalize(entry.dn),
+        entry.name,
+        entry.name.lower(),
+        entry.uuid,
+        entry.enabled,
+        json.dumps(dict(entry.attrs), separators=(",", ":")) if entry.attrs else None,
+        _pack(members) if members is not None else None,
+    )
+
+
+def bulk_insert(conn: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert many rows at driver speed: COPY on PostgreSQL, executemany on SQLite.
+
+    Values must already be in the driver's form (JSON as text, bytes for binary).
+    """
+    if not rows:
+        return
+    raw = conn.connection.driver_connection
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
 
 
 def _entry(row) -> Entry:

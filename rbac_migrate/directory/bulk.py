@@ -1,0 +1,96 @@
+"""Bulk paged reads through python-ldap (libldap), when it is installed.
+
+Reading 100,000 users and a million member values takes ldap3 about six times as long as
+`ldapsearch`, almost all of it in pure-Python BER decoding; libldap decodes in C and keeps a
+snapshot within reach of `ldapsearch` itself. Only whole-subtree reads go through here: binds are
+checked, and every write is made, with ldap3.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from ..config import Settings
+from ..errors import DirectoryError
+
+try:  # optional accelerator: `pip install rbac-migrate[fast]`
+    import ldap
+    from ldap.controls import SimplePagedResultsControl
+except ImportError:  # pragma: no cover - exercised where python-ldap is absent
+    ldap = None
+
+SCOPES = {"base": 0, "one": 1, "subtree": 2}
+
+
+def available() -> bool:
+    return ldap is not None
+
+
+class BulkReader:
+    """A second, read-only connection used for large paged searches."""
+
+    def __init__(self, settings: Settings, password: str | None, host: str, port: int, mode: str):
+        if ldap is None:
+            raise DirectoryError("python-ldap is not installed: pip install 'rbac-migrate[fast]'")
+        scheme = "ldaps" if mode == "ldaps" else "ldap"
+        self.target = f"{scheme}://{host}:{port}"
+        self.page_size = settings.page_size
+        try:
+            self.conn = ldap.initialize(self.target, bytes_mode=False)
+            self._set_options(settings)
+            if mode == "starttls":
+                self.conn.start_tls_s()
+            self.conn.simple_bind_s(settings.bind_dn or "", password or "")
+        except ldap.LDAPError as exc:
+            raise DirectoryError(f"bulk read connection to {self.target} failed: {_describe(exc)}") from None
+
+    def _set_options(self, settings: Settings) -> None:
+        conn = self.conn
+        conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+        conn.set_option(ldap.OPT_REFERRALS, 0)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, settings.connect_timeout)
+        conn.set_option(ldap.OPT_TIMEOUT, settings.receive_timeout)
+        conn.set_option(
+            ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND if settings.tls_verify else ldap.OPT_X_TLS_NEVER
+        )
+        if settings.tls_ca_file:
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, settings.tls_ca_file)
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # apply the TLS options above to this handle
+
+    def search(
+        self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
+    ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+        """Yield (dn, {attribute: [raw values]}) page by page."""
+        control = SimplePagedResultsControl(True, size=self.page_size, cookie="")
+        attrs = list(attributes)
+        while True:
+            try:
+                msgid = self.conn.search_ext(base, SCOPES[scope], search_filter, attrs, serverctrls=[control])
+                _type, data, _msgid, controls = self.conn.result3(msgid)
+            except ldap.NO_SUCH_OBJECT:
+                raise DirectoryError(f"search under {base} failed: no such object") from None
+            except ldap.LDAPError as exc:
+                raise DirectoryError(f"search under {base} on {self.target} failed: {_describe(exc)}") from None
+            for dn, raw in data:
+                if dn is not None:  # referrals come back without a DN
+                    yield dn, raw
+            cookie = next(
+                (c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType), None
+            )
+            if not cookie:
+                return
+            control.cookie = cookie
+
+    def close(self) -> None:
+        try:
+            self.conn.unbind_s()
+        except ldap.LDAPError:
+            pass
+
+
+def _describe(exc: Exception) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    text = info.get("desc") or type(exc).__name__
+    if info.get("info"):
+        text += f" ({info['info']})"
+    return text

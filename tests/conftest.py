@@ -1,0 +1,119 @@
+"""Shared fixtures: a throwaway slapd and PostgreSQL server, started lazily once per session.
+
+When a server cannot be started because its binaries are missing, tests that
+need it are skipped, except under CI (``CI=true``) where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rbac_migrate.sandbox import NotInstalledError, Slapd, check_installed
+
+try:
+    from tests.support.pgserver import PostgresNotInstalled, PostgresServer
+except ImportError:
+    # Without tests/__init__.py pytest puts tests/ itself on sys.path.
+    from support.pgserver import PostgresNotInstalled, PostgresServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers so --strict-markers accepts them."""
+    config.addinivalue_line("markers", "slow: longer end-to-end tests")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a missing server there is a broken build, not a choice."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def require_slapd() -> None:
+    """Skip (or fail under CI) unless slapd and ldap-utils are installed."""
+    try:
+        check_installed()
+    except NotInstalledError as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture
+def slapd_factory(require_slapd: None) -> Iterator[Callable[..., Slapd]]:
+    """Start private servers, ``slapd_factory(ldif=(), **Slapd_kwargs)``; all removed afterwards.
+
+    For tests that stop, kill or reconfigure a server, which the shared
+    ``slapd`` must not suffer.
+    """
+    servers: list[Slapd] = []
+
+    def make(ldif: Sequence[Path | str] = (), **kwargs: Any) -> Slapd:
+        server = Slapd(**kwargs)
+        servers.append(server)
+        return server.start(list(ldif))
+
+    yield make
+    for server in servers:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def slapd(request: pytest.FixtureRequest, require_slapd: None) -> Iterator[Slapd]:
+    """One running slapd for the whole session, holding only the suffix entry.
+
+    Tests must work below their own ``ldap_base``; the work directory is kept
+    (and its path printed) when any test of the session failed.
+    """
+    server = Slapd().start()
+    yield server
+    if request.session.testsfailed:
+        server.stop()
+        print(f"\nslapd sandbox kept in {server.workdir} (log: {server.log_path})", file=sys.stderr)
+    else:
+        server.cleanup()
+
+
+@pytest.fixture
+def ldap_base(slapd: Slapd) -> Iterator[str]:
+    """DN of an empty ``ou=t<random>`` below the suffix, deleted with its subtree afterwards."""
+    if not slapd.is_running():
+        # An earlier test crashed or stopped the shared server; bring it back.
+        slapd.restart()
+    with slapd.scratch_subtree() as dn:
+        yield dn
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server per session (or the one in ``RBAC_MIGRATE_TEST_PG_URL``)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresNotInstalled as exc:
+        _unavailable(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty state store; tests using it run on both back ends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_url"))
