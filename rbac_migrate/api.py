@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import dn as dnutil
 from . import snapshot as snapshots
@@ -72,7 +72,9 @@ def _nested_member_of(directory: Directory, settings: Settings) -> bool:
     if settings.flavour == "ad":
         return True
     member_attr = settings.member_attribute
-    for group_dn, attrs in directory.search(settings.grant_base, GROUP_FILTER, [member_attr], paged=False, size_limit=1):
+    for group_dn, attrs in directory.search(
+        settings.grant_base, GROUP_FILTER, [member_attr], paged=False, size_limit=1
+    ):
         for member in attrs.get(member_attr.lower(), [])[:1]:
             for _dn, found in directory.search(member, "(objectClass=*)", ["memberOf"], scope="base", paged=False):
                 return any(dnutil.normalize(v) == dnutil.normalize(group_dn) for v in found.get("memberof", []))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -35,6 +36,7 @@ class Setting:
     kind: str = "str"  # str | int | float | bool | list
     choices: tuple[str, ...] = ()
     section: str = "directory"
+    shown_default: str | None = None  # for defaults computed at run time
 
     @property
     def env(self) -> str:
@@ -48,8 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "bind_password_file",
         None,
-        "File holding the bind password, readable only by its owner "
-        f"(else {PASSWORD_ENV}, else a hidden prompt)",
+        f"File holding the bind password, readable only by its owner (else {PASSWORD_ENV}, else a hidden prompt)",
     ),
     Setting(
         "tls",
@@ -79,20 +80,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("grant_base", None, "Subtree of managed grant groups (the access to migrate)"),
     Setting("role_base", None, "Subtree of role groups"),
-    Setting(
-        "member_attribute", "member", "Group membership attribute", choices=("member", "uniqueMember")
-    ),
+    Setting("member_attribute", "member", "Group membership attribute", choices=("member", "uniqueMember")),
     Setting(
         "disabled_filter",
         None,
         "LDAP filter matching disabled or departed accounts (default depends on flavour)",
     ),
     Setting("protected_accounts", [], "Ids or DNs never touched by any write (comma separated)", "list"),
-    Setting("store", None, "State store URL: sqlite:///path.db or postgresql+psycopg://…", section="store"),
-    Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
     Setting(
-        "max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"
+        "store",
+        None,
+        "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+        section="store",
+        shown_default="sqlite:///~/.local/state/rbac-migrate/state.db",
     ),
+    Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
+    Setting("max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -136,9 +139,7 @@ def convert(setting: Setting, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {setting.name} must be a {setting.kind} ({exc})") from None
     value = str(value)
     if setting.choices and value not in setting.choices:
-        raise ConfigError(
-            f"{origin}: {setting.name} must be one of {', '.join(setting.choices)}, not '{value}'"
-        )
+        raise ConfigError(f"{origin}: {setting.name} must be one of {', '.join(setting.choices)}, not '{value}'")
     return value
 
 
@@ -173,8 +174,7 @@ class Settings:
             if self.values.get(name) in (None, ""):
                 setting = BY_NAME[name]
                 raise ConfigError(
-                    f"{name} is not set: add it to the config file, set {setting.env}, "
-                    f"or run 'rbac-migrate init'"
+                    f"{name} is not set: add it to the config file, set {setting.env}, or run 'rbac-migrate init'"
                 )
 
     @property
@@ -292,9 +292,7 @@ def read_password_file(path: str) -> str:
     except OSError as exc:
         raise SecretError(f"cannot read password file {file}: {exc.strerror}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretError(
-            f"password file {file} is readable by others: run 'chmod 600 {file}'"
-        )
+        raise SecretError(f"password file {file} is readable by others: run 'chmod 600 {file}'")
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
         raise SecretError(f"password file {file} is not owned by the user running rbac-migrate")
     try:
@@ -323,6 +321,4 @@ def bind_password(
         return environ[PASSWORD_ENV]
     if prompt is not None:
         return prompt(f"Bind password for {settings.bind_dn}")
-    raise SecretError(
-        f"no bind password for {settings.bind_dn}: set bind_password_file or {PASSWORD_ENV}"
-    )
+    raise SecretError(f"no bind password for {settings.bind_dn}: set bind_password_file or {PASSWORD_ENV}")

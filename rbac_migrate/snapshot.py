@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable
 
 from . import dn as dnutil
 from .config import Settings
@@ -115,7 +115,10 @@ def _read_groups(directory, settings: Settings, builder: _Builder, report: Progr
     for base, kind in bases:
         for dn, attrs in directory.search(base, GROUP_FILTER, [uuid_attr, "cn", settings.member_attribute]):
             entry = builder.add(
-                kind, dn, (attrs.get("cn") or [dnutil.first_value(dn)])[0], uuid=(attrs.get(uuid_attr.lower()) or [None])[0]
+                kind,
+                dn,
+                (attrs.get("cn") or [dnutil.first_value(dn)])[0],
+                uuid=(attrs.get(uuid_attr.lower()) or [None])[0],
             )
             if entry is not None:
                 raw[entry.idx] = attrs.get(member_attr, [])
@@ -123,7 +126,9 @@ def _read_groups(directory, settings: Settings, builder: _Builder, report: Progr
     return raw
 
 
-def _resolve_members(directory, builder: _Builder, raw: dict[int, list[str]], report: Progress) -> dict[int, tuple[int, ...]]:
+def _resolve_members(
+    directory, builder: _Builder, raw: dict[int, list[str]], report: Progress
+) -> dict[int, tuple[int, ...]]:
     unknown: dict[str, int] = {}
     members: dict[int, tuple[int, ...]] = {}
     for group_idx, values in raw.items():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -48,6 +49,10 @@ def starter_config(given: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def reference_markdown() -> str:
     """The configuration reference table for the README."""
     rows = [
@@ -55,7 +60,7 @@ def reference_markdown() -> str:
         "|---|---|---|---|",
     ]
     for setting in SETTINGS:
-        default = _default_text(setting)
+        default = setting.shown_default or _default_text(setting)
         shown = f"`{_yaml_value(default)}`" if default not in (None, []) else "—"
-        rows.append(f"| `{setting.name}` | `{setting.env}` | {shown} | {setting.help.replace('|', '/')} |")
+        rows.append(f"| `{setting.name}` | `{setting.env}` | {_cell(shown)} | {_cell(setting.help)} |")
     return "\n".join(rows) + "\n"

@@ -15,13 +15,10 @@ from typing import Any
 
 import pytest
 
+from rbac_migrate.sampleorg import generate
 from rbac_migrate.sandbox import NotInstalledError, Slapd, check_installed
-
-try:
-    from tests.support.pgserver import PostgresNotInstalled, PostgresServer
-except ImportError:
-    # Without tests/__init__.py pytest puts tests/ itself on sys.path.
-    from support.pgserver import PostgresNotInstalled, PostgresServer
+from tests.support.cli import Result, run, write_config
+from tests.support.pgserver import PostgresNotInstalled, PostgresServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -117,3 +114,42 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+class Org:
+    """A generated sample org loaded under a test's own subtree, with a config pointing at it."""
+
+    def __init__(self, slapd: Slapd, base: str, tmp_path: Path, users: int, seed: int, store: str | None = None):
+        self.slapd = slapd
+        self.sample = generate(users, seed=seed, base_dn=base)
+        slapd.ldapadd("".join(self.sample.ldif_entries(include_base=False)))
+        self.config = write_config(
+            tmp_path / "rbac-migrate.yml",
+            url=slapd.url,
+            bind_dn=slapd.admin_dn,
+            tls="none",
+            user_base=self.sample.people_dn,
+            grant_base=self.sample.grant_base,
+            role_base=self.sample.role_base,
+            store=store or f"sqlite:///{tmp_path / 'state.db'}",
+        )
+        self.env = {
+            "RBAC_MIGRATE_CONFIG": str(self.config),
+            "RBAC_MIGRATE_BIND_PASSWORD": slapd.admin_password,
+            "HOME": str(tmp_path),
+        }
+
+    def run(self, *args: str) -> Result:
+        return run(list(args), self.env)
+
+
+@pytest.fixture
+def org(slapd: Slapd, ldap_base: str, tmp_path: Path) -> Org:
+    """A 120-user sample org in the test's own subtree, with config and SQLite store."""
+    return Org(slapd, ldap_base, tmp_path, users=120, seed=7)
+
+
+@pytest.fixture
+def org_on_store(slapd: Slapd, ldap_base: str, tmp_path: Path, store_url: str) -> Org:
+    """The sample org, with its store on SQLite and on PostgreSQL in turn."""
+    return Org(slapd, ldap_base, tmp_path, users=80, seed=11, store=store_url)

@@ -32,9 +32,7 @@ class App:
     def prompt(self, text: str) -> str:
         """Hidden password prompt, only when a person is at the terminal."""
         if not sys.stdin.isatty():
-            raise RbacMigrateError(
-                f"{text}: no password given; set RBAC_MIGRATE_BIND_PASSWORD or bind_password_file"
-            )
+            raise RbacMigrateError(f"{text}: no password given; set RBAC_MIGRATE_BIND_PASSWORD or bind_password_file")
         return click.prompt(text, hide_input=True, err=True)
 
 
@@ -42,7 +40,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config", metavar="FILE", help="Config file (default: $RBAC_MIGRATE_CONFIG, ./rbac-migrate.yml).")
+@click.option(
+    "--config", "config", metavar="FILE", help="Config file (default: $RBAC_MIGRATE_CONFIG, ./rbac-migrate.yml)."
+)
 @click.option("--store", metavar="URL", help="State store URL (default: a SQLite file).")
 @click.option("--url", metavar="URL", help="LDAP server URL.")
 @click.option("--bind-dn", metavar="DN", help="DN to bind as.")
@@ -61,16 +61,21 @@ def cli(ctx: click.Context, config, store, url, bind_dn, bind_password_file, ass
       rbac-migrate check && rbac-migrate snapshot take && rbac-migrate access show alice
     """
     flags = parse_assignments(assignments)
-    for name, value in (("store", store), ("url", url), ("bind_dn", bind_dn), ("bind_password_file", bind_password_file)):
+    for name, value in (
+        ("store", store),
+        ("url", url),
+        ("bind_dn", bind_dn),
+        ("bind_password_file", bind_password_file),
+    ):
         if value is not None:
             flags[name] = value
     ctx.obj = App(config=config, flags=flags, verbose=verbose, debug=debug)
 
 
 def _register() -> None:
-    from . import access, setup, snapshot
+    from . import access, demo, setup, snapshot
 
-    for module in (setup, snapshot, access):
+    for module in (setup, snapshot, access, demo):
         module.register(cli)
 
 

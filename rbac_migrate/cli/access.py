@@ -27,18 +27,21 @@ def show(app, user, snapshot, fmt) -> None:
       rbac-migrate access show alice --format json
     """
     result = api.access_show(api.store_for(app.settings), user, snapshot)
-    rows = [
-        {"grant": g.group.name, "source": g.sources, "dn": g.group.dn}
-        for g in result.grants
-    ]
+    rows = [{"grant": g.group.name, "source": g.sources, "dn": g.group.dn} for g in result.grants]
     document = {
         "snapshot": result.snapshot_id,
-        "user": {"name": result.user.name, "dn": result.user.dn, "uuid": result.user.uuid, "enabled": result.user.enabled},
+        "user": {
+            "name": result.user.name,
+            "dn": result.user.dn,
+            "uuid": result.user.uuid,
+            "enabled": result.user.enabled,
+        },
         "roles": [r.name for r in result.roles],
         "grants": [{"grant": g.group.name, "dn": g.group.dn, "sources": g.sources} for g in result.grants],
     }
     state = "" if result.user.enabled else " (disabled)"
-    note(f"{result.user.name}{state}: {len(result.grants)} grants, roles: {', '.join(r.name for r in result.roles) or 'none'} (snapshot {result.snapshot_id})")
+    roles = ", ".join(r.name for r in result.roles) or "none"
+    note(f"{result.user.name}{state}: {len(result.grants)} grants, roles: {roles} (snapshot {result.snapshot_id})")
     emit(rows, fmt, ["grant", "source", "dn"], document=document)
 
 
@@ -59,7 +62,12 @@ def explain(app, user, group, snapshot, fmt) -> int:
     rows = [{"path": p.describe(), "source": p.source, "length": len(p.hops) - 1} for p in paths]
     if not paths:
         note(f"no access: {entry.name} does not reach {target.name}")
-    emit(rows, fmt, ["path", "source", "length"], document={"user": entry.name, "group": target.name, "access": bool(paths), "paths": rows})
+    emit(
+        rows,
+        fmt,
+        ["path", "source", "length"],
+        document={"user": entry.name, "group": target.name, "access": bool(paths), "paths": rows},
+    )
     return 0 if paths else 3
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import sys
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import click
 from tabulate import tabulate
@@ -42,10 +43,12 @@ def emit(rows: Sequence[dict], fmt: str, columns: Sequence[str] | None = None, d
         payload = document if document is not None else [{c: _plain(r.get(c)) for c in columns} for r in rows]
         click.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({c: _cell(row.get(c)) for c in columns})
+        click.echo(buffer.getvalue(), nl=False)
     else:
         table(rows, columns)
 

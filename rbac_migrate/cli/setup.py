@@ -109,10 +109,7 @@ def config_show(app, fmt) -> None:
       rbac-migrate config show --format json
     """
     settings = app.settings
-    rows = [
-        {"setting": s.name, "value": settings.values[s.name], "source": settings.sources[s.name]}
-        for s in SETTINGS
-    ]
+    rows = [{"setting": s.name, "value": settings.values[s.name], "source": settings.sources[s.name]} for s in SETTINGS]
     emit(rows, fmt, ["setting", "value", "source"])
 
 
@@ -134,7 +131,10 @@ def db_upgrade(app) -> None:
 
     store = open_store(app.settings.store, upgrade=False)
     applied = store.upgrade()
-    note(f"store {store.display_url} at revision {store.revision()}" + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+    note(
+        f"store {store.display_url} at revision {store.revision()}"
+        + (f" (applied {', '.join(applied)})" if applied else " (up to date)")
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import ssl
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
 import ldap3
@@ -227,8 +227,12 @@ class Directory:
         attrs = list(attributes)
         cookie = None
         while True:
-            kwargs = {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {"size_limit": size_limit}
-            self._call(f"search {base}", self.conn.search, base, search_filter, scopes[scope], attributes=attrs, **kwargs)
+            kwargs = (
+                {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {"size_limit": size_limit}
+            )
+            self._call(
+                f"search {base}", self.conn.search, base, search_filter, scopes[scope], attributes=attrs, **kwargs
+            )
             code = self.conn.result.get("result")
             if code in (32, 34) and scope == "base":
                 return  # no such object / not a DN: nothing to yield

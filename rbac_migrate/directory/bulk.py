@@ -8,7 +8,7 @@ checked, and every write is made, with ldap3.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..config import Settings
 from ..errors import DirectoryError
@@ -74,9 +74,7 @@ class BulkReader:
             for dn, raw in data:
                 if dn is not None:  # referrals come back without a DN
                     yield dn, raw
-            cookie = next(
-                (c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType), None
-            )
+            cookie = next((c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType), None)
             if not cookie:
                 return
             control.cookie = cookie

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from array import array
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -180,7 +180,19 @@ def _reason(exc: Exception) -> str:
     return text[0] if text else type(orig).__name__
 
 
-ENTRY_COLUMNS = ("snapshot_id", "idx", "kind", "dn", "dn_norm", "name", "name_norm", "uuid", "enabled", "attrs", "members")
+ENTRY_COLUMNS = (
+    "snapshot_id",
+    "idx",
+    "kind",
+    "dn",
+    "dn_norm",
+    "name",
+    "name_norm",
+    "uuid",
+    "enabled",
+    "attrs",
+    "members",
+)
 
 
 def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) -> tuple:
@@ -209,9 +221,14 @@ def bulk_insert(conn: Connection, table, columns: tuple[str, ...], rows: list[tu
     raw = conn.connection.driver_connection
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        import psycopg
+
+        try:
+            with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise StoreError(f"writing {table.name}: {_reason(exc)}") from None
     else:
         marks = ", ".join("?" for _ in columns)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
