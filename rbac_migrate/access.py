@@ -69,7 +69,7 @@ class AccessGraph:
 
     @cached_property
     def parents(self) -> dict[int, list[int]]:
-        """Member idx → the groups it is a direct member of."""
+        """Member idx → the groups it is a direct member of, for every member at once."""
         up: dict[int, list[int]] = defaultdict(list)
         for group_idx, members in self.snapshot.members.items():
             for member in set(members):
@@ -78,19 +78,36 @@ class AccessGraph:
             groups.sort()
         return dict(up)
 
+    @cached_property
+    def _member_sets(self) -> dict[int, frozenset[int]]:
+        return {group: frozenset(members) for group, members in self.snapshot.members.items()}
+
+    def parents_of(self, idx: int) -> list[int]:
+        """The groups idx is a direct member of.
+
+        Questions about one user touch a handful of nodes, so scanning the groups per node beats
+        inverting a million memberships; bulk work builds the full inversion once.
+        """
+        if "parents" in self.__dict__:
+            return self.parents.get(idx, [])
+        cache = self.__dict__.setdefault("_parents_cache", {})
+        if idx not in cache:
+            cache[idx] = sorted(g for g, members in self._member_sets.items() if idx in members)
+        return cache[idx]
+
     def direct_groups(self, idx: int, kind: str | None = None) -> list[Entry]:
-        groups = (self.by_idx[g] for g in self.parents.get(idx, ()))
+        groups = (self.by_idx[g] for g in self.parents_of(idx))
         return [g for g in groups if kind is None or g.kind == kind]
 
     def reachable(self, idx: int) -> set[int]:
         """Every group reachable from idx by membership, nesting included (cycles are safe)."""
         seen: set[int] = set()
-        stack = list(self.parents.get(idx, ()))
+        stack = list(self.parents_of(idx))
         while stack:
             group = stack.pop()
             if group not in seen:
                 seen.add(group)
-                stack.extend(self.parents.get(group, ()))
+                stack.extend(self.parents_of(group))
         return seen
 
     def effective_grants(self, idx: int) -> frozenset[int]:
@@ -103,7 +120,7 @@ class AccessGraph:
         allowed = None if target is None else self._ancestors_of(target) | {target}
 
         def walk(node: int, trail: list[int]) -> None:
-            for group in self.parents.get(node, ()):
+            for group in self.parents_of(node):
                 if group in trail or (allowed is not None and group not in allowed):
                     continue
                 trail.append(group)

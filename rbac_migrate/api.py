@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import dn as dnutil
 from . import snapshot as snapshots
 from .access import AccessGraph, AccessPath, Grant, find_one, match_entries
 from .config import Settings, bind_password
-from .directory import Directory, ServerCapabilities, connect
 from .model import GRANT, GROUP_KINDS, ROLE, USER, Entry, Snapshot
 from .snapshot import GROUP_FILTER, as_filter
 from .store import Store, open_store
+
+if TYPE_CHECKING:  # the directory layer (ldap3) loads only for commands that talk to the server
+    from .directory import Directory, ServerCapabilities
 
 Prompt = Callable[[str], str]
 
@@ -24,6 +27,8 @@ def store_for(settings: Settings) -> Store:
 
 def directory_for(settings: Settings, prompt: Prompt | None = None) -> Directory:
     """Connect and bind with the configured profile."""
+    from .directory import connect
+
     settings.require("url")
     return connect(settings, bind_password(settings, prompt=prompt))
 

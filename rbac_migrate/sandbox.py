@@ -3,7 +3,9 @@
 A :class:`Slapd` builds a private ``cn=config`` and database in a work
 directory with ``slapadd`` (offline, so nothing needs root or a running
 server), then runs ``slapd`` in the foreground as a child process listening on
-``127.0.0.1`` and on a private ``ldapi://`` socket.
+``127.0.0.1`` and on a private ``ldapi://`` socket.  With ``tls=True`` it also
+gets a throwaway CA and server certificate (made with the ``openssl`` tool),
+offers StartTLS on the plain port and listens for LDAPS on a second port.
 
 The module only uses the standard library so the product can import it without
 any LDAP client library installed; all LDAP traffic goes through the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["NotInstalledError", "SandboxError", "Slapd", "check_installed", "find_binary", "free_port"]
 
 INSTALL_HINT = "slapd is not installed: run 'apt-get install slapd ldap-utils' as root"
+OPENSSL_HINT = "openssl is not installed: run 'apt-get install openssl' as root"
 
 # Debian/Ubuntu first, then the RHEL/SUSE/source-build layouts.
 MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/libexec/openldap")
@@ -65,6 +69,13 @@ TOOL_TIMEOUT = 600.0
 # sun_path is 108 bytes on Linux including the terminating NUL.
 MAX_SOCKET_PATH = 100
 LOG_TAIL_LINES = 5
+# Names the server certificate is valid for, matching the listeners' address.
+TLS_NAMES = ("127.0.0.1", "localhost")
+# Long enough for a kept sandbox to be reused for a while, short enough to be obviously throwaway.
+CERT_DAYS = 30
+# P-256 keys are generated in milliseconds, unlike RSA, and both GnuTLS and OpenSSL clients accept them.
+KEY_ARGS = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+_DNS_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 # slapd prefixes each line with a hex timestamp and thread id.
 _LOG_PREFIX = re.compile(r"^[0-9a-f]+\.[0-9a-f]+ 0x[0-9a-f]+ ")
 
@@ -139,6 +150,70 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _alt_names(names: Sequence[str]) -> str:
+    """A subjectAltName value, typing each name as an IP address or a DNS name."""
+    parts = []
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            parts.append(f"DNS:{name}")
+        else:
+            parts.append(f"IP:{name}")
+    return ", ".join(parts)
+
+
+def _libldap_localhost_name() -> str | None:
+    """The name libldap checks a certificate against when a client connects to ``localhost``.
+
+    libldap (ldapsearch, python-ldap) substitutes this host's canonical name for
+    ``localhost`` before matching the certificate, so a certificate naming only
+    ``localhost`` is refused there although other TLS clients accept it.
+    """
+    try:
+        name = socket.gethostbyname_ex(socket.gethostname())[0]
+    except OSError:
+        name = socket.gethostname()
+    return name if _DNS_NAME.fullmatch(name) and name.lower() != "localhost" else None
+
+
+def _certificate_names(names: Sequence[str]) -> list[str]:
+    """The subjectAltName entries: ``names``, plus what libldap really checks for localhost."""
+    result = list(names)
+    local = _libldap_localhost_name() if "localhost" in (n.lower() for n in names) else None
+    if local and local not in result:
+        result.append(local)
+    return result
+
+
+def _openssl_config(names: Sequence[str]) -> str:
+    """An openssl.cnf of our own, so the distribution's defaults cannot change the certificates.
+
+    The extensions satisfy strict verifiers (Python 3.13's VERIFY_X509_STRICT among them),
+    which reject certificates lacking key identifiers or a critical basicConstraints.
+    """
+    return f"""\
+[req]
+distinguished_name = dn
+prompt = no
+
+[dn]
+
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = {_alt_names(_certificate_names(names))}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
 def _stop_all_at_exit() -> None:
     """Kill servers a crashed or careless caller left running."""
     for server in list(_RUNNING):
@@ -156,7 +231,9 @@ class Slapd:
     binaries are looked up (PATH plus the usual sbin directories otherwise).
     A work directory created here is removed on exit from the ``with`` block
     unless ``keep`` is true or an exception is propagating; one passed in by
-    the caller is left alone.
+    the caller is left alone.  ``tls`` adds StartTLS on :attr:`url` and an
+    LDAPS listener at :attr:`ldaps_url`, with a certificate for ``tls_names``
+    signed by the throwaway CA in :attr:`ca_file`.
     """
 
     def __init__(
@@ -168,6 +245,8 @@ class Slapd:
         *,
         keep: bool = False,
         bindir: Path | str | None = None,
+        tls: bool = False,
+        tls_names: Sequence[str] = TLS_NAMES,
     ) -> None:
         self.suffix = suffix
         self.admin_dn = f"cn=admin,{suffix}"
@@ -180,6 +259,9 @@ class Slapd:
         self.port = port if port is not None else free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._socket_dir: Path | None = None
+        self.tls = tls
+        self.tls_names = tuple(tls_names)
+        self.tls_port = free_port() if tls else None
 
     # -- paths and URLs -------------------------------------------------
 
@@ -187,6 +269,33 @@ class Slapd:
     def url(self) -> str:
         """LDAP URL of the TCP listener."""
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        """LDAP URL of the LDAPS listener (only with ``tls``)."""
+        if self.tls_port is None:
+            raise SandboxError("this server was created without tls=True and has no LDAPS listener")
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the throwaway CA and server keys and certificates live."""
+        return self.workdir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The throwaway CA certificate that clients must trust (PEM)."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def cert_file(self) -> Path:
+        """The server certificate (PEM)."""
+        return self.tls_dir / "server.pem"
+
+    @property
+    def key_file(self) -> Path:
+        """The server's private key (PEM, owner-only)."""
+        return self.tls_dir / "server.key"
 
     @property
     def config_dir(self) -> Path:
@@ -232,6 +341,16 @@ class Slapd:
     def check_installed(self) -> None:
         """Raise :class:`NotInstalledError` unless every needed binary is present."""
         check_installed(self.bindir)
+        if self.tls:
+            self._openssl()
+
+    @staticmethod
+    def _openssl() -> str:
+        """Locate the openssl tool, which is not part of OpenLDAP and may be missing."""
+        found = shutil.which("openssl")
+        if found is None:
+            raise NotInstalledError(OPENSSL_HINT)
+        return found
 
     @staticmethod
     def _tool_env() -> dict[str, str]:
@@ -285,7 +404,7 @@ cn: config
 olcPidFile: {self.workdir / "slapd.pid"}
 olcArgsFile: {self.workdir / "slapd.args"}
 olcLogLevel: none
-
+{self._tls_config()}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
@@ -341,11 +460,45 @@ olcRefintAttribute: member
 olcRefintAttribute: uniqueMember
 """
 
+    def _tls_config(self) -> str:
+        """The cn=config attributes pointing slapd at its certificate, or nothing."""
+        if not self.tls:
+            return ""
+        return (
+            f"olcTLSCACertificateFile: {self.ca_file}\n"
+            f"olcTLSCertificateFile: {self.cert_file}\n"
+            f"olcTLSCertificateKeyFile: {self.key_file}\n"
+        )
+
+    def _make_certificates(self) -> None:
+        """Create a throwaway CA and a server certificate it signed, for ``tls_names``."""
+        openssl = self._openssl()
+        self.tls_dir.mkdir(mode=0o700, exist_ok=True)
+        config = self.tls_dir / "openssl.cnf"
+        config.write_text(_openssl_config(self.tls_names), encoding="utf-8")
+        ca_key, csr = self.tls_dir / "ca.key", self.tls_dir / "server.csr"
+        days = ["-days", str(CERT_DAYS)]
+        ca = ["req", "-x509", *KEY_ARGS, "-keyout", str(ca_key), "-out", str(self.ca_file), "-extensions", "ca"]
+        ca += ["-subj", "/CN=rbac-migrate sandbox CA", "-config", str(config), *days]
+        self._run([openssl, *ca], "openssl req (sandbox CA)")
+        request = ["req", "-new", *KEY_ARGS, "-keyout", str(self.key_file), "-out", str(csr)]
+        request += ["-subj", f"/CN={self.tls_names[0]}", "-config", str(config)]
+        self._run([openssl, *request], "openssl req (server key)")
+        sign = ["x509", "-req", "-in", str(csr), "-CA", str(self.ca_file), "-CAkey", str(ca_key)]
+        sign += ["-set_serial", str(uuid.uuid4().int >> 64), "-out", str(self.cert_file), *days]
+        sign += ["-extfile", str(config), "-extensions", "server"]
+        self._run([openssl, *sign], "openssl x509 (server certificate)")
+        # openssl's key file mode depends on its version and the umask; slapd runs as us either way.
+        for key in (ca_key, self.key_file):
+            key.chmod(0o600)
+
     def _build(self) -> None:
         """Create the config and database directories offline."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_dir.mkdir(mode=0o700)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if self.tls:
+            self._make_certificates()
         config = self.workdir / "config.ldif"
         _write_private(config, self.config_ldif())
         argv = [self._binary("slapadd"), "-n0", "-F", str(self.config_dir), "-l", str(config)]
@@ -405,12 +558,14 @@ olcRefintAttribute: uniqueMember
                 if attempt + 1 == attempts or not self._port_in_use_logged():
                     raise
                 self.port = free_port()
+                if self.tls:
+                    self.tls_port = free_port()
 
     def _spawn_and_wait(self) -> None:
         """Start the slapd process and block until its rootDSE answers."""
         if self.socket_path.exists():
             self.socket_path.unlink()
-        urls = f"{self.url}/ {self.ldapi_url}"
+        urls = f"{self.url}/ {self.ldapi_url}" + (f" {self.ldaps_url}/" if self.tls else "")
         # "-d 0" keeps slapd in the foreground but also silences start-up
         # errors; "none" prints only those, never per-operation lines.
         argv = [self._binary("slapd"), "-F", str(self.config_dir), "-h", urls, "-d", "none"]
@@ -438,12 +593,15 @@ olcRefintAttribute: uniqueMember
         raise SandboxError(f"slapd did not answer on {self.url} within {timeout:g} s: {self.log_tail()}")
 
     def _port_open(self) -> bool:
-        """Cheap check before spawning ldapsearch."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        """Cheap check before spawning ldapsearch; the LDAPS port too, so clients may use either."""
+        ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
+        for port in ports:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    pass
+            except OSError:
+                return False
+        return True
 
     def _rootdse_answers(self, deadline: float) -> bool:
         """Tell whether an anonymous base search of the rootDSE succeeds.

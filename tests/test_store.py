@@ -36,7 +36,7 @@ def _snapshot(users: int = 3) -> Snapshot:
 
 def test_migrations_create_the_schema(store_url):
     store = open_store(store_url)
-    assert store.revision() == migrations.head()
+    assert store.revision() == migrations.head() == migrations.HEAD
     tables = set(inspect(store.engine).get_table_names())
     assert {"snapshots", "snapshot_entries", "alembic_version"} <= tables
     assert store.upgrade() == []  # idempotent

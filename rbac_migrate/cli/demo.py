@@ -11,8 +11,6 @@ import click
 import yaml
 
 from ..errors import RbacMigrateError
-from ..sampleorg import generate
-from ..sandbox import SandboxError, Slapd
 from .render import note
 
 
@@ -31,7 +29,7 @@ def _step(title: str, explanation: str, *args: str) -> None:
         raise DemoError(f"step '{title}' failed (exit {code})")
 
 
-def _write_config(folder: Path, server: Slapd, org) -> Path:
+def _write_config(folder: Path, server, org) -> Path:
     config = folder / "rbac-migrate.yml"
     values = {
         "url": server.url,
@@ -63,6 +61,9 @@ def demo(users: int, seed: int) -> None:
     Example:
       rbac-migrate demo --users 500
     """
+    from ..sampleorg import generate
+    from ..sandbox import SandboxError, Slapd
+
     folder = Path(tempfile.mkdtemp(prefix="rbac-migrate-demo-"))
     org = generate(users, seed=seed)
     ldif = folder / "sample-org.ldif"
