@@ -34,7 +34,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.by_dn: dict[str, int] = {}
+        self.by_raw: dict[bytes, int] = {}
         self.by_norm: dict[str, int] = {}
 
     def add(self, kind: str, dn: str, name: str, **fields) -> Entry | None:
@@ -43,14 +43,15 @@ class _Builder:
             return None
         entry = Entry(idx=len(self.entries), kind=kind, dn=dn, name=name, **fields)
         self.entries.append(entry)
-        self.by_dn[dn.lower()] = entry.idx
+        # Member values almost always repeat the DN byte for byte: match raw bytes first.
+        self.by_raw[dn.encode("utf-8")] = entry.idx
         self.by_norm[norm] = entry.idx
         return entry
 
-    def lookup(self, value: str) -> int | None:
-        found = self.by_dn.get(value.lower())
+    def lookup(self, value: bytes) -> int | None:
+        found = self.by_raw.get(value)
         if found is None:
-            found = self.by_norm.get(dnutil.normalize(value))
+            found = self.by_norm.get(dnutil.normalize(value.decode("utf-8", "replace")))
         return found
 
 
@@ -80,22 +81,23 @@ def _read_users(directory, settings: Settings, builder: _Builder, report: Progre
     disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
     disabled = {
         dnutil.normalize(dn)
-        for dn, _ in directory.search(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
+        for dn, _ in directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
     }
     uuid_attr = identity_attribute(settings).lower()
     id_attr = settings.id_attribute.lower()
     peers = [(name, name.lower()) for name in settings.peer_attributes]
     attributes = [identity_attribute(settings), settings.id_attribute, *settings.peer_attributes]
+    keys_cache: dict = {}
     count = 0
-    for dn, attrs in directory.search(settings.user_base, user_filter, attributes):
-        name = (attrs.get(id_attr) or [dnutil.first_value(dn)])[0]
+    for dn, raw in directory.search_raw(settings.user_base, user_filter, attributes):
+        values = directory.first_values(raw, keys_cache)
         builder.add(
             USER,
             dn,
-            name,
-            uuid=(attrs.get(uuid_attr) or [None])[0],
-            enabled=dnutil.normalize(dn) not in disabled,
-            attrs={label: attrs[key][0] for label, key in peers if attrs.get(key)},
+            values.get(id_attr) or dnutil.first_value(dn),
+            uuid=values.get(uuid_attr),
+            enabled=not disabled or dnutil.normalize(dn) not in disabled,
+            attrs={label: values[key] for label, key in peers if key in values},
         )
         count += 1
         if count % 10000 == 0:
@@ -103,47 +105,57 @@ def _read_users(directory, settings: Settings, builder: _Builder, report: Progre
     report("users", count)
 
 
-def _read_groups(directory, settings: Settings, builder: _Builder, report: Progress) -> dict[int, list[str]]:
+def _read_groups(directory, settings: Settings, builder: _Builder, report: Progress) -> dict[int, list[bytes]]:
     uuid_attr = identity_attribute(settings)
-    member_attr = settings.member_attribute.lower()
-    raw: dict[int, list[str]] = {}
+    member_key = settings.member_attribute.lower()
+    raw_members: dict[int, list[bytes]] = {}
+    keys_cache: dict = {}
     # The more specific base wins when one base lies inside the other.
     bases = sorted(
         [(settings.role_base, ROLE), (settings.grant_base, GRANT)],
         key=lambda item: -len(dnutil.normalize(item[0])),
     )
     for base, kind in bases:
-        for dn, attrs in directory.search(base, GROUP_FILTER, [uuid_attr, "cn", settings.member_attribute]):
-            entry = builder.add(
-                kind,
-                dn,
-                (attrs.get("cn") or [dnutil.first_value(dn)])[0],
-                uuid=(attrs.get(uuid_attr.lower()) or [None])[0],
-            )
+        for dn, raw in directory.search_raw(base, GROUP_FILTER, [uuid_attr, "cn", settings.member_attribute]):
+            values = directory.first_values(raw, keys_cache)
+            name = values.get("cn") or dnutil.first_value(dn)
+            entry = builder.add(kind, dn, name, uuid=values.get(uuid_attr.lower()))
             if entry is not None:
-                raw[entry.idx] = attrs.get(member_attr, [])
-        report(f"{kind} groups", sum(1 for i in raw if builder.entries[i].kind == kind))
-    return raw
+                raw_members[entry.idx] = [
+                    value
+                    for name, member_values in raw.items()
+                    if directory.attribute_key(name) == member_key
+                    for value in member_values
+                ]
+        report(f"{kind} groups", sum(1 for i in raw_members if builder.entries[i].kind == kind))
+    return raw_members
 
 
 def _resolve_members(
-    directory, builder: _Builder, raw: dict[int, list[str]], report: Progress
+    directory, builder: _Builder, raw: dict[int, list[bytes]], report: Progress
 ) -> dict[int, tuple[int, ...]]:
-    unknown: dict[str, int] = {}
+    unknown: dict[bytes, int] = {}
     members: dict[int, tuple[int, ...]] = {}
+    lookup = builder.by_raw.get
     for group_idx, values in raw.items():
-        resolved = []
-        for value in values:
-            idx = builder.lookup(value)
-            if idx is None:
-                idx = unknown.get(value.lower())
-            if idx is None:
-                idx = _classify_unknown(directory, builder, value)
-                unknown[value.lower()] = idx
-            resolved.append(idx)
+        resolved = [lookup(value) for value in values]
+        if None in resolved:
+            resolved = [
+                idx if idx is not None else _resolve_one(directory, builder, unknown, value)
+                for idx, value in zip(resolved, values, strict=True)
+            ]
         members[group_idx] = tuple(resolved)
     report("unresolved member values", len(unknown))
     return members
+
+
+def _resolve_one(directory, builder: _Builder, unknown: dict[bytes, int], value: bytes) -> int:
+    idx = builder.lookup(value)
+    if idx is None:
+        idx = unknown.get(value)
+    if idx is None:
+        idx = unknown[value] = _classify_unknown(directory, builder, value.decode("utf-8", "replace"))
+    return idx
 
 
 def _classify_unknown(directory, builder: _Builder, value: str) -> int:
@@ -151,4 +163,4 @@ def _classify_unknown(directory, builder: _Builder, value: str) -> int:
     exists = "=" in value and directory.exists(value)
     kind = EXTERNAL if exists else DANGLING
     entry = builder.add(kind, value, value)
-    return entry.idx if entry is not None else builder.lookup(value)
+    return entry.idx if entry is not None else builder.by_norm[dnutil.normalize(value)]

@@ -21,7 +21,16 @@ from ..config import Settings
 from ..errors import ConfigError, DirectoryError
 from . import bulk as fastread
 
-__all__ = ["Directory", "ServerCapabilities", "connect", "escape_filter_chars", "parse_url"]
+__all__ = [
+    "Directory",
+    "ServerCapabilities",
+    "attribute_key",
+    "connect",
+    "decode_value",
+    "escape_filter_chars",
+    "first_values",
+    "parse_url",
+]
 
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"
@@ -102,12 +111,26 @@ def connect(settings: Settings, password: str | None) -> Directory:
         if not conn.bind():
             raise DirectoryError(_bind_failure(conn, settings.bind_dn, target))
     except lx.LDAPException as exc:
-        conn.unbind()
+        _discard(conn)
         raise DirectoryError(_explain(exc, target, settings)) from None
+    except DirectoryError:
+        _discard(conn)
+        raise
     bulk = None
     if settings.bulk_reader != "ldap3" and (settings.bulk_reader == "python-ldap" or fastread.available()):
         bulk = lambda: fastread.BulkReader(settings, password, host, port, mode)  # noqa: E731
     return Directory(conn, settings, target, mode, bulk)
+
+
+def _discard(conn: ldap3.Connection) -> None:
+    """Drop a connection that failed to set up.
+
+    A failed TLS handshake has already closed the socket, so the unbind itself would fail.
+    """
+    try:
+        conn.unbind()
+    except lx.LDAPException:
+        pass
 
 
 def _bind_failure(conn: ldap3.Connection, bind_dn: str | None, target: str) -> str:
@@ -129,11 +152,17 @@ def _result_text(conn: ldap3.Connection) -> str:
 
 def _explain(exc: Exception, target: str, settings: Settings) -> str:
     text = str(exc)
+    # Before the generic verify failure: Python's own check reports a mismatch inside CERTIFICATE_VERIFY_FAILED.
+    if "doesn't match any name" in text or "mismatch" in text:
+        return f"the certificate of {target} is issued for other host names: use one it lists in url"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         hint = "set tls_ca_file to the CA that signed it" if not settings.tls_ca_file else "check tls_ca_file"
         return f"the certificate of {target} is not trusted: {hint}"
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return f"{target} does not speak TLS on that port: check url and tls"
+    # OpenSSL 3 reports a plain LDAP server hanging up on a TLS hello as an unexpected EOF.
+    if "UNEXPECTED_EOF" in text or "EOF occurred in violation of protocol" in text:
+        return f"{target} closed the connection during the TLS handshake: check url and tls"
     if isinstance(exc, lx.LDAPStartTLSError):
         return f"StartTLS with {target} failed: {text}"
     if isinstance(exc, (lx.LDAPSocketReceiveError, lx.LDAPResponseTimeoutError)) or "timed out" in text:
@@ -154,6 +183,11 @@ class Directory:
         self.tls = tls
         self._open_bulk = bulk
         self._bulk: fastread.BulkReader | None = None
+
+    # Raw-value helpers, reachable from callers that must not import ldap3 themselves.
+    first_values = staticmethod(lambda raw, cache: first_values(raw, cache))
+    attribute_key = staticmethod(lambda name: attribute_key(name))
+    decode_value = staticmethod(lambda key, value: decode_value(key, value))
 
     @property
     def bulk_reader(self) -> str:
@@ -217,11 +251,23 @@ class Directory:
         size_limit: int = 0,
     ) -> Iterator[tuple[str, dict[str, list[str]]]]:
         """Yield (dn, {lower-case attribute: [text values]}); a missing base yields nothing."""
+        for dn, raw in self.search_raw(base, search_filter, attributes, scope, paged, size_limit):
+            yield dn, _decode(raw)
+
+    def search_raw(
+        self,
+        base: str,
+        search_filter: str,
+        attributes: Iterable[str],
+        scope: str = "subtree",
+        paged: bool = True,
+        size_limit: int = 0,
+    ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+        """Yield (dn, {attribute as the server names it: [raw values]}), for bulk reads."""
         if paged and self._open_bulk is not None:
             if self._bulk is None:
                 self._bulk = self._open_bulk()
-            for dn, raw in self._bulk.search(base, search_filter, attributes, scope):
-                yield dn, _decode(raw)
+            yield from self._bulk.search(base, search_filter, attributes, scope)
             return
         scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
         attrs = list(attributes)
@@ -240,7 +286,7 @@ class Directory:
                 raise DirectoryError(f"search under {base or 'the root'} failed: {_result_text(self.conn)}")
             for item in self.conn.response or ():
                 if item.get("type") == "searchResEntry":
-                    yield item["dn"], _decode(item["raw_attributes"])
+                    yield item["dn"], item["raw_attributes"]
             cookie = _next_cookie(self.conn.result) if paged else None
             if not cookie:
                 return
@@ -256,14 +302,32 @@ def _next_cookie(result: dict) -> bytes | None:
     return control["value"]["cookie"] if control else None
 
 
+def attribute_key(name: str) -> str:
+    """Lower case, options dropped: 'member;range=0-1499' → 'member'."""
+    return name.lower().split(";", 1)[0]
+
+
+def decode_value(key: str, value: bytes) -> str:
+    """Text form of one raw value; binary identifiers rendered canonically."""
+    if key in BINARY_ATTRIBUTES:
+        return _binary(key, value)
+    return value.decode("utf-8", "replace")
+
+
+def first_values(raw: dict[str, list[bytes]], keys_cache: dict) -> dict[str, str]:
+    """{lower-case attribute: first value as text}; ``keys_cache`` memoises name handling."""
+    names = tuple(raw)
+    keys = keys_cache.get(names)
+    if keys is None:
+        keys = keys_cache[names] = [(name, attribute_key(name)) for name in names]
+    return {key: decode_value(key, raw[name][0]) for name, key in keys if raw[name]}
+
+
 def _decode(raw: dict[str, list[bytes]]) -> dict[str, list[str]]:
-    decoded = {}
+    decoded: dict[str, list[str]] = {}
     for name, values in raw.items():
-        key = name.lower().split(";", 1)[0]
-        if key in BINARY_ATTRIBUTES:
-            decoded[key] = [_binary(key, v) for v in values]
-        else:
-            decoded[key] = [v.decode("utf-8", "replace") for v in values]
+        key = attribute_key(name)
+        decoded.setdefault(key, []).extend(decode_value(key, v) for v in values)
     return decoded
 
 
