@@ -60,24 +60,36 @@ class BulkReader:
     def search(
         self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
-        """Yield (dn, {attribute: [raw values]}) page by page."""
+        """Yield (dn, {attribute: [raw values]}) page by page.
+
+        The request for the next page goes out before this page is handed over, so the server
+        prepares it while the caller works through the current one.
+        """
         control = SimplePagedResultsControl(True, size=self.page_size, cookie="")
-        attrs = list(attributes)
-        while True:
-            try:
-                msgid = self.conn.search_ext(base, SCOPES[scope], search_filter, attrs, serverctrls=[control])
-                _type, data, _msgid, controls = self.conn.result3(msgid)
-            except ldap.NO_SUCH_OBJECT:
-                raise DirectoryError(f"search under {base} failed: no such object") from None
-            except ldap.LDAPError as exc:
-                raise DirectoryError(f"search under {base} on {self.target} failed: {_describe(exc)}") from None
-            for dn, raw in data:
-                if dn is not None:  # referrals come back without a DN
-                    yield dn, raw
-            cookie = next((c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType), None)
-            if not cookie:
-                return
-            control.cookie = cookie
+        request = (base, SCOPES[scope], search_filter, list(attributes))
+        msgid: int | None = self._call(base, self.conn.search_ext, *request, serverctrls=[control])
+        try:
+            while msgid is not None:
+                _type, data, _msgid, controls = self._call(base, self.conn.result3, msgid)
+                cookie = next((c.cookie for c in controls if c.controlType == control.controlType), None)
+                msgid = None
+                if cookie:
+                    control.cookie = cookie
+                    msgid = self._call(base, self.conn.search_ext, *request, serverctrls=[control])
+                for dn, raw in data:
+                    if dn is not None:  # referrals come back without a DN
+                        yield dn, raw
+        finally:
+            if msgid is not None:  # the caller stopped early: do not leave the server working
+                self.conn.abandon(msgid)
+
+    def _call(self, base: str, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ldap.NO_SUCH_OBJECT:
+            raise DirectoryError(f"search under {base} failed: no such object") from None
+        except ldap.LDAPError as exc:
+            raise DirectoryError(f"search under {base} on {self.target} failed: {_describe(exc)}") from None
 
     def close(self) -> None:
         try:
