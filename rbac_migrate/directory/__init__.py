@@ -20,6 +20,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
 from . import bulk as fastread
+from .writes import Writer
 
 __all__ = [
     "Directory",
@@ -36,6 +37,7 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"
 ASSERTION = "1.3.6.1.1.12"
 BINARY_ATTRIBUTES = {"objectguid", "objectsid"}
+GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,21 @@ class Directory:
             cookie = _next_cookie(self.conn.result) if paged else None
             if not cookie:
                 return
+
+    def writer(self) -> Writer:
+        """Write operations on this connection (value-level member changes, transactions)."""
+        return Writer(self.conn, self.target, self.settings.member_attribute)
+
+    def read_entry(self, dn: str, attributes: Iterable[str]) -> dict[str, list[str]] | None:
+        """One entry's attributes, or None when it does not exist."""
+        for _dn, attrs in self.search(dn, "(objectClass=*)", attributes, scope="base", paged=False):
+            return attrs
+        return None
+
+    def groups_with_member(self, value: str, base: str, attributes: Iterable[str] = ("cn",)) -> list[tuple[str, dict]]:
+        """Groups under base whose member attribute holds value (an indexed equality search)."""
+        search_filter = f"(&{GROUP_FILTER}({self.settings.member_attribute}={escape_filter_chars(value)}))"
+        return list(self.search(base, search_filter, attributes, paged=False))
 
     def check_base(self, name: str, base: str) -> None:
         """Fail with one line when a configured base DN does not exist."""

@@ -6,6 +6,7 @@ import json
 import sys
 from array import array
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, select
@@ -13,8 +14,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from .. import dn as dnutil
+from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
 from ..model import GROUP_KINDS, Entry, Snapshot, SnapshotInfo
+from . import audit as audit_store
 from . import migrations
 from .schema import snapshot_entries, snapshots
 
@@ -66,6 +69,21 @@ class Store:
     def revision(self) -> str | None:
         with self.connect() as conn:
             return migrations.current(conn)
+
+    # -- audit log ----------------------------------------------------------------------
+
+    def audit(self, *records: AuditRecord) -> list[AuditRecord]:
+        """Append records to the hash-chained audit log, in their own transaction."""
+        with self.begin() as conn:
+            return audit_store.append(conn, list(records))
+
+    def audit_records(self, since: datetime | None = None) -> list[AuditRecord]:
+        with self.connect() as conn:
+            return audit_store.read(conn, since)
+
+    def audit_head(self) -> tuple[int, str] | None:
+        with self.connect() as conn:
+            return audit_store.head(conn)
 
     # -- snapshots ----------------------------------------------------------------------
 

@@ -53,3 +53,74 @@ snapshot_entries = Table(
 Index("ix_snapshot_entries_name", snapshot_entries.c.snapshot_id, snapshot_entries.c.name_norm)
 Index("ix_snapshot_entries_dn", snapshot_entries.c.snapshot_id, snapshot_entries.c.dn_norm)
 Index("ix_snapshot_entries_kind", snapshot_entries.c.snapshot_id, snapshot_entries.c.kind)
+
+# Hash-chained audit log; audit_head serialises appends so the chain never forks.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("ticket", Text),
+    Column("target", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+# The change journal: a batch, its users and its value-level steps, written before any LDAP write.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("role_dn", Text),
+    Column("role_uuid", String(64)),
+    Column("status", String(24), nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("ticket", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("holder", Text),
+    Column("message", Text),
+    Column("plan", Text, nullable=False),
+)
+batch_users = Table(
+    "batch_users",
+    metadata,
+    Column("batch_id", Integer, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("user_dn", Text, nullable=False),
+    Column("user_uuid", String(64)),
+    Column("state", String(24), nullable=False),
+    Column("before_access", Text, nullable=False),
+    Column("message", Text),
+)
+batch_steps = Table(
+    "batch_steps",
+    metadata,
+    Column("batch_id", Integer, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("position", Integer, nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("group_dn", Text, nullable=False),
+    Column("group_uuid", String(64)),
+    Column("value", Text, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+)
