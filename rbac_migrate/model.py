@@ -76,3 +76,60 @@ class Snapshot:
             roles=counts[ROLE],
             memberships=sum(len(m) for m in self.members.values()),
         )
+
+
+# -- the change journal ---------------------------------------------------------------------
+
+STEP_PENDING, STEP_INFLIGHT, STEP_APPLIED, STEP_FAILED = "pending", "inflight", "applied", "failed"
+STEP_UNDOING, STEP_UNDONE = "undoing", "undone"
+
+
+@dataclass
+class Step:
+    """One value-level change of a batch: add or delete ``value`` in a group's member attribute."""
+
+    seq: int
+    position: int  # which user of the batch it belongs to
+    op: str  # add | delete
+    group_dn: str
+    group_uuid: str | None
+    value: str
+    state: str = STEP_PENDING
+
+    @property
+    def present_after(self) -> bool:
+        """Whether the value is in the group once the step is applied."""
+        return self.op == "add"
+
+
+@dataclass
+class BatchUser:
+    position: int
+    user_dn: str
+    user_uuid: str | None
+    before_access: list[str]
+    state: str = "pending"
+    message: str | None = None
+
+
+@dataclass
+class Batch:
+    """An applied (or applying) plan with its rollback point: the users, steps and prior access."""
+
+    id: int
+    kind: str
+    role_dn: str | None
+    role_uuid: str | None
+    status: str
+    operator: str
+    ticket: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    holder: str | None
+    message: str | None
+    plan: dict
+    users: list[BatchUser] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def steps_of(self, position: int) -> list[Step]:
+        return [s for s in self.steps if s.position == position]

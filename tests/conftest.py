@@ -121,6 +121,7 @@ class Org:
 
     def __init__(self, slapd: Slapd, base: str, tmp_path: Path, users: int, seed: int, store: str | None = None):
         self.slapd = slapd
+        self.store_url = store or f"sqlite:///{tmp_path / 'state.db'}"
         self.sample = generate(users, seed=seed, base_dn=base)
         slapd.ldapadd("".join(self.sample.ldif_entries(include_base=False)))
         self.config = write_config(
@@ -131,7 +132,7 @@ class Org:
             user_base=self.sample.people_dn,
             grant_base=self.sample.grant_base,
             role_base=self.sample.role_base,
-            store=store or f"sqlite:///{tmp_path / 'state.db'}",
+            store=self.store_url,
         )
         self.env = {
             "RBAC_MIGRATE_CONFIG": str(self.config),

@@ -16,9 +16,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from .. import dn as dnutil
 from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
-from ..model import GROUP_KINDS, Entry, Snapshot, SnapshotInfo
+from ..model import GROUP_KINDS, Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
-from . import migrations
+from . import journal, migrations
 from .schema import snapshot_entries, snapshots
 
 __all__ = ["Store", "open_store"]
@@ -69,6 +69,23 @@ class Store:
     def revision(self) -> str | None:
         with self.connect() as conn:
             return migrations.current(conn)
+
+    # -- change journal -----------------------------------------------------------------
+
+    def batch(self, batch_id: int) -> Batch:
+        with self.connect() as conn:
+            found = journal.load_batch(conn, int(batch_id))
+        if found is None:
+            raise NotFoundError(f"no batch {batch_id}: 'rbac-migrate batches list' shows them")
+        return found
+
+    def batches(self) -> list[Batch]:
+        with self.connect() as conn:
+            return journal.list_batches(conn)
+
+    def unfinished_batches(self) -> list[Batch]:
+        """Batches left 'running' by a process that is gone."""
+        return [b for b in self.batches() if b.status == "running" and not journal.holder_alive(b.holder)]
 
     # -- audit log ----------------------------------------------------------------------
 

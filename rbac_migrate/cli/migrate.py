@@ -1,0 +1,250 @@
+"""migrate plan | apply | verify | resume | status, rollback, batches list | show."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .. import api, migration
+from ..errors import UsageError
+from . import pass_app
+from .render import emit, format_option, note
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, only --yes lets a write go ahead."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} Refusing without a terminal: add --yes to confirm")
+    click.confirm(question, abort=True, err=True)
+
+
+def _warn_unfinished(store) -> None:
+    for batch in store.unfinished_batches():
+        note(
+            f"note: batch {batch.id} was interrupted: 'rbac-migrate migrate resume {batch.id}' finishes it, "
+            f"'rbac-migrate rollback {batch.id}' undoes it"
+        )
+
+
+@click.group("migrate")
+def migrate_group() -> None:
+    """Move users from direct grants onto a role, a few at a time."""
+
+
+def _users_option(func):
+    func = click.option("--users", help="Comma-separated users (id or DN).")(func)
+    func = click.option("--batch-size", type=click.IntRange(1), help="Pick the next N safe candidates.")(func)
+    func = click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")(func)
+    return click.option("--role", required=True, help="Role to migrate onto (name or DN).")(func)
+
+
+def _make_plan(app, role, users, batch_size, allow_gain) -> dict:
+    if users and batch_size:
+        raise UsageError("give --users or --batch-size, not both")
+    names = [u.strip() for u in users.split(",") if u.strip()] if users else None
+    return migration.plan(app.settings, api.store_for(app.settings), role, names, batch_size, list(allow_gain))
+
+
+@migrate_group.command("plan")
+@_users_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the plan to FILE.")
+@format_option("table", "json", "ldif")
+@pass_app
+def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
+    """Compute the exact changes for a batch; nothing is written to the directory.
+
+    \b
+    Example:
+      rbac-migrate migrate plan --role role-finance-analyst --batch-size 3 -o wave1.json
+    """
+    plan = _make_plan(app, role, users, batch_size, allow_gain)
+    if output:
+        Path(output).write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+        count = len(plan["users"])
+        note(f"plan for {count} users written to {output}; review it, then 'rbac-migrate migrate apply {output}'")
+    if fmt == "ldif":
+        click.echo(migration.plan_ldif(plan, app.settings.member_attribute))
+    elif fmt == "json":
+        click.echo(json.dumps(plan, indent=2))
+    else:
+        emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
+
+
+@migrate_group.command("apply")
+@click.argument("plan_file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--role", help="Plan and apply in one go (needs --yes).")
+@click.option("--users", help="Comma-separated users, with --role.")
+@click.option("--batch-size", type=click.IntRange(1), help="Next N safe candidates, with --role.")
+@click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")
+@click.option("--ticket", help="Change ticket reference, kept in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes) -> None:
+    """Apply a reviewed plan: write-ahead rollback point, value-level writes, verified per user.
+
+    \b
+    Example:
+      rbac-migrate migrate apply wave1.json --ticket CHG-1042
+    """
+    store = api.store_for(app.settings)
+    _warn_unfinished(store)
+    if plan_file:
+        plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
+    elif role:
+        if not yes:
+            raise UsageError("applying without a reviewed plan file needs --yes")
+        plan = _make_plan(app, role, users, batch_size, allow_gain)
+    else:
+        raise UsageError("give a PLAN file, or --role with --users/--batch-size and --yes")
+    removals = sum(len(u["deletes"]) for u in plan["users"])
+    confirm(f"Move {len(plan['users'])} users onto {plan['role']['name']} ({removals} direct grants removed)?", yes)
+    batch = migration.apply(app.settings, store, plan, ticket, note, app.prompt)
+    note(f"batch {batch.id} applied: {batch.message}")
+    click.echo(batch.id)
+
+
+@migrate_group.command("verify")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@pass_app
+def verify_cmd(app, plan_file) -> int:
+    """Check that a plan applied by other means (ldapmodify of its LDIF) left access unchanged.
+
+    \b
+    Example:
+      rbac-migrate migrate verify wave1.json
+    """
+    plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
+    problems = migration.verify_plan(app.settings, plan, app.prompt)
+    for problem in problems:
+        click.echo(problem)
+    note("verified: every change is in place and access is unchanged" if not problems else f"{len(problems)} problems")
+    return 0 if not problems else 1
+
+
+@migrate_group.command("resume")
+@click.argument("batch", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def resume_cmd(app, batch, yes) -> None:
+    """Finish an interrupted batch: read back every step whose outcome is unknown, then continue.
+
+    \b
+    Example:
+      rbac-migrate migrate resume 7
+    """
+    store = api.store_for(app.settings)
+    confirm(f"Resume batch {batch}?", yes)
+    done = migration.resume_batch(app.settings, store, batch, note, app.prompt)
+    note(f"batch {done.id} {done.status}: {done.message}")
+
+
+@migrate_group.command("status")
+@format_option()
+@pass_app
+def status_cmd(app, fmt) -> None:
+    """Per role: holders, users migrated, direct grants remaining, batches.
+
+    \b
+    Example:
+      rbac-migrate migrate status
+    """
+    store = api.store_for(app.settings)
+    _warn_unfinished(store)
+    rows = [vars(r) for r in migration.status(store)]
+    emit(rows, fmt, ["role", "holders", "migrated", "direct_remaining", "batches"])
+
+
+@click.command("rollback")
+@click.argument("batch", type=int)
+@click.option("--user", "users", multiple=True, help="Only this user (id or DN); repeatable.")
+@click.option("--dry-run", is_flag=True, help="Show what would be restored and the conflicts.")
+@click.option("--force", is_flag=True, help="Restore users even where someone changed values since.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@format_option()
+@pass_app
+def rollback_cmd(app, batch, users, dry_run, force, yes, fmt) -> int:
+    """Restore exactly what a batch changed; conflicting users are left alone unless --force.
+
+    \b
+    Example:
+      rbac-migrate rollback 7 --user alice --dry-run
+    """
+    store = api.store_for(app.settings)
+    if not dry_run:
+        confirm(f"Roll back batch {batch}{' for ' + ', '.join(users) if users else ''}?", yes)
+    report = migration.rollback_batch(app.settings, store, batch, set(users) or None, dry_run, force, note, app.prompt)
+    verb = "would restore" if dry_run else "restored"
+    rows = [{"user": u, "outcome": verb} for u in report.restored]
+    rows += [{"user": u, "outcome": "already as before"} for u in report.already]
+    rows += [{"user": u, "outcome": "conflict: " + "; ".join(c)} for u, c in report.conflicts.items()]
+    emit(rows, fmt, ["user", "outcome"])
+    return 4 if report.conflicts and not force else 0
+
+
+@click.group("batches")
+def batches_group() -> None:
+    """Applied batches, their outcomes and rollbacks."""
+
+
+@batches_group.command("list")
+@format_option()
+@pass_app
+def batches_list(app, fmt) -> None:
+    """List batches with their status.
+
+    \b
+    Example:
+      rbac-migrate batches list --format json
+    """
+    rows = [
+        {
+            "id": b.id,
+            "kind": b.kind,
+            "role": b.role_dn,
+            "status": b.status,
+            "users": len(b.plan.get("users", [])),
+            "operator": b.operator,
+            "ticket": b.ticket,
+            "created_at": b.created_at,
+            "message": b.message,
+        }
+        for b in api.store_for(app.settings).batches()
+    ]
+    emit(rows, fmt, ["id", "kind", "role", "status", "users", "operator", "ticket", "created_at", "message"])
+
+
+@batches_group.command("show")
+@click.argument("batch", type=int)
+@format_option()
+@pass_app
+def batches_show(app, batch, fmt) -> None:
+    """Every user and step of a batch with its state.
+
+    \b
+    Example:
+      rbac-migrate batches show 7
+    """
+    found = api.store_for(app.settings).batch(batch)
+    users = {u.position: u for u in found.users}
+    rows = [
+        {
+            "user": users[s.position].user_dn,
+            "user_state": users[s.position].state,
+            "op": s.op,
+            "group": s.group_dn,
+            "step_state": s.state,
+        }
+        for s in found.steps
+    ]
+    note(f"batch {found.id}: {found.status} ({found.message or ''})")
+    emit(rows, fmt, ["user", "user_state", "op", "group", "step_state"])
+
+
+def register(cli: click.Group) -> None:
+    for command in (migrate_group, rollback_cmd, batches_group):
+        cli.add_command(command)
