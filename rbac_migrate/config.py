@@ -86,6 +86,13 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "LDAP filter matching disabled or departed accounts (default depends on flavour)",
     ),
+    Setting(
+        "transactions",
+        "auto",
+        "Per-user LDAP transactions (RFC 5805): auto (when the server offers them) or off (role first, then removals)",
+        choices=("auto", "off"),
+        section="migration",
+    ),
     Setting("protected_accounts", [], "Ids or DNs never touched by any write (comma separated)", "list"),
     Setting(
         "store",

@@ -153,4 +153,4 @@ def org(slapd: Slapd, ldap_base: str, tmp_path: Path) -> Org:
 @pytest.fixture
 def org_on_store(slapd: Slapd, ldap_base: str, tmp_path: Path, store_url: str) -> Org:
     """The sample org, with its store on SQLite and on PostgreSQL in turn."""
-    return Org(slapd, ldap_base, tmp_path, users=80, seed=11, store=store_url)
+    return Org(slapd, ldap_base, tmp_path, users=120, seed=7, store=store_url)

@@ -24,10 +24,7 @@ def managed_state(org) -> dict[str, list[str]]:
 
 def candidates(org, n: int = 2) -> list:
     dept_title = org.sample.role_profiles[ROLE]
-    return [
-        u for u in org.sample.users
-        if (u.department, u.title) == dept_title and not u.roles and not u.leaver
-    ][:n]
+    return [u for u in org.sample.users if (u.department, u.title) == dept_title and not u.roles and not u.leaver][:n]
 
 
 def access(org, uid: str) -> set[str]:
@@ -36,7 +33,9 @@ def access(org, uid: str) -> set[str]:
 
 def plan_file(org, tmp_path, users, *extra) -> str:
     path = tmp_path / "plan.json"
-    result = org.run("migrate", "plan", "--role", ROLE, "--users", ",".join(u.uid for u in users), "-o", str(path), *extra)
+    result = org.run(
+        "migrate", "plan", "--role", ROLE, "--users", ",".join(u.uid for u in users), "-o", str(path), *extra
+    )
     assert result.code == 0, result.err
     return str(path)
 
@@ -132,7 +131,9 @@ def test_apply_refuses_drift_naming_entry_and_value(ready, tmp_path):
     org.slapd.ldapmodify(f"dn: {grant.dn}\nchangetype: modify\ndelete: member\nmember: {user.dn}\n\n")
     state = managed_state(org)
     result = org.run("migrate", "apply", plan, "--yes")
-    line = assert_one_line_error(result, "the directory changed since the plan", f"{grant.dn} no longer holds {user.dn}")
+    line = assert_one_line_error(
+        result, "the directory changed since the plan", f"{grant.dn} no longer holds {user.dn}"
+    )
     assert "Traceback" not in line
     assert managed_state(org) == state
     assert org.run("batches", "list", "--format", "json").out.strip() == "[]"
@@ -153,8 +154,9 @@ def test_plan_refuses_gain_unless_approved(ready):
     outsider = next(u for u in org.sample.users if not u.leaver and not u.roles and u.department != "Finance")
     result = org.run("migrate", "plan", "--role", ROLE, "--users", outsider.uid)
     assert_one_line_error(result, f"{outsider.uid}: the role would add access", f"--allow-gain {outsider.uid}")
-    ok = org.run("migrate", "plan", "--role", ROLE, "--users", outsider.uid, "--allow-gain", outsider.uid,
-                 "--format", "json")
+    ok = org.run(
+        "migrate", "plan", "--role", ROLE, "--users", outsider.uid, "--allow-gain", outsider.uid, "--format", "json"
+    )
     assert ok.code == 0
     assert json.loads(ok.out)["users"][0]["gain"]
 

@@ -92,7 +92,6 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes) 
       rbac-migrate migrate apply wave1.json --ticket CHG-1042
     """
     store = api.store_for(app.settings)
-    _warn_unfinished(store)
     if plan_file:
         plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
     elif role:

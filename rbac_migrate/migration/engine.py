@@ -39,7 +39,9 @@ class Engine:
         self.directory = directory
         self.settings = settings
         self.writer = directory.writer()
-        self.transactions = settings.flavour != "ad" and directory.capabilities().transactions
+        self.transactions = (
+            settings.transactions == "auto" and settings.flavour != "ad" and directory.capabilities().transactions
+        )
         self.faults = FaultInjector()
         self.progress = progress or (lambda _text: None)
 
