@@ -11,7 +11,7 @@ import pytest
 
 from rbac_migrate.store import journal, open_store
 from tests.support.cli import assert_one_line_error
-from tests.test_migration import ROLE, candidates, managed_state, plan_file
+from tests.test_migration import candidates, managed_state, plan_file
 
 
 def apply_in_subprocess(org, plan: str, kill_at: int | None, *extra: str) -> subprocess.CompletedProcess:
