@@ -11,15 +11,17 @@ import click
 from .. import api, migration
 from ..errors import UsageError
 from . import pass_app
-from .render import emit, format_option, note
+from .render import emit, format_option, note, tabulate_rows
 
 
-def confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal; without one, only --yes lets a write go ahead."""
+def confirm(question: str, yes: bool, preview: str | None = None) -> None:
+    """Show what will happen and ask, on a terminal; without one, only --yes lets a write go ahead."""
     if yes:
         return
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Refusing without a terminal: add --yes to confirm")
+    if preview:
+        click.echo(preview, err=True)
     click.confirm(question, abort=True, err=True)
 
 
@@ -101,7 +103,8 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes) 
     else:
         raise UsageError("give a PLAN file, or --role with --users/--batch-size and --yes")
     removals = sum(len(u["deletes"]) for u in plan["users"])
-    confirm(f"Move {len(plan['users'])} users onto {plan['role']['name']} ({removals} direct grants removed)?", yes)
+    question = f"Move {len(plan['users'])} users onto {plan['role']['name']} ({removals} direct grants removed)?"
+    confirm(question, yes, tabulate_rows(migration.plan_rows(plan)))
     batch = migration.apply(app.settings, store, plan, ticket, note, app.prompt)
     note(f"batch {batch.id} applied: {batch.message}")
     click.echo(batch.id)

@@ -54,11 +54,15 @@ def emit(rows: Sequence[dict], fmt: str, columns: Sequence[str] | None = None, d
 
 
 def table(rows: Iterable[dict], columns: Sequence[str]) -> None:
-    rows = list(rows)
+    click.echo(tabulate_rows(list(rows), columns))
+
+
+def tabulate_rows(rows: list[dict], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table of rows, '(none)' when there are none."""
     if not rows:
-        click.echo("(none)")
-        return
-    click.echo(tabulate([[_cell(r.get(c)) for c in columns] for r in rows], headers=list(columns)))
+        return "(none)"
+    columns = list(columns or rows[0].keys())
+    return tabulate([[_cell(r.get(c)) for c in columns] for r in rows], headers=columns)
 
 
 def _cell(value: Any) -> str:

@@ -195,6 +195,8 @@ def _rollback_user(
     conflicts = _conflicts(engine, batch, user, steps)
     todo = [s for s in steps if s.state in (STEP_APPLIED, STEP_INFLIGHT, STEP_UNDOING)]
     if not todo:
+        if not dry_run and user.state not in ("rolled_back", "restored"):
+            engine._mark_user(batch, user, "rolled_back", "nothing had been applied")
         report.already.append(user.user_dn)
         return
     if conflicts:
