@@ -219,3 +219,37 @@ def test_writes_need_confirmation_without_a_terminal(ready, tmp_path):
     plan = plan_file(org, tmp_path, candidates(org, 1))
     assert_one_line_error(org.run("migrate", "apply", plan), "add --yes", code=2)
     assert org.run("batches", "list", "--format", "json").out.strip() == "[]"
+
+
+def test_unrelated_concurrent_changes_survive_apply_and_rollback(ready, tmp_path):
+    """Value-level writes only: values someone else adds meanwhile are never swept away."""
+    org = ready
+    user = candidates(org, 1)[0]
+    plan = plan_file(org, tmp_path, [user])
+    role_dn = next(g.dn for g in org.sample.groups if g.cn == ROLE)
+    grant_dn = next(g.dn for g in org.sample.groups if g.cn == sorted(user.direct_grants)[0])
+    stranger = f"uid=contractor,{org.sample.people_dn}".lower()
+    for dn in (role_dn, grant_dn):
+        org.slapd.ldapmodify(f"dn: {dn}\nchangetype: modify\nadd: member\nmember: {stranger}\n\n")
+    assert org.run("migrate", "apply", plan, "--yes").code == 0
+    assert stranger in members(org, role_dn) and stranger in members(org, grant_dn)
+    assert org.run("rollback", "1", "--yes").code == 0
+    assert stranger in members(org, role_dn) and stranger in members(org, grant_dn)
+
+
+def test_rollback_point_is_written_before_the_first_write(ready, tmp_path):
+    from tests.test_interruption import apply_in_subprocess
+
+    org = ready
+    users = candidates(org, 2)
+    plan = plan_file(org, tmp_path, users)
+    state = managed_state(org)
+    killed = apply_in_subprocess(org, plan, 1)  # SIGKILL just before the first LDAP write
+    assert killed.returncode == -9
+    assert managed_state(org) == state
+    batch = open_store(org.store_url).batch(1)
+    assert [u.user_dn for u in batch.users] == [u.dn for u in users]
+    assert all(u.before_access for u in batch.users)
+    planned = json.loads(open(plan).read())
+    assert len(batch.steps) == sum(len(u["adds"]) + len(u["deletes"]) for u in planned["users"])
+    assert {s.state for s in batch.steps} <= {"pending", "inflight"}
