@@ -84,11 +84,9 @@ def demo(users: int, seed: int) -> None:
 def _tour(org) -> None:
     holder = next(u for u in org.users if not u.leaver and org.effective_grants(u.uid) - u.direct_grants)
     grant = sorted(org.effective_grants(holder.uid) - holder.direct_grants)[0]
-    _step(
-        "check",
-        "Connect, bind, verify the configured bases and see what the server offers.",
-        "check",
-    )
+    role = max(org.role_profiles, key=lambda r: sum(1 for u in org.users if _candidate(org, u, r)))
+    mover = next(u for u in org.users if _candidate(org, u, role))
+    _step("check", "Connect, bind, verify the configured bases and see what the server offers.", "check")
     _step(
         "snapshot",
         f"Copy who holds what ({len(org.users)} users) into the state store. Everything read-only "
@@ -104,6 +102,43 @@ def _tour(org) -> None:
         holder.uid,
     )
     _step("explain", f"Why does {holder.uid} have {grant}?", "access", "explain", holder.uid, grant)
+    _step(
+        "plan",
+        f"Plan the first wave: move {mover.uid} onto {role}. The role gets added, the direct grants it "
+        "covers get removed, nothing else; nothing is written yet.",
+        "migrate",
+        "plan",
+        "--role",
+        role,
+        "--users",
+        mover.uid,
+    )
+    _step(
+        "apply",
+        "Apply it: the rollback point is stored first, the change is one LDAP transaction, and "
+        f"{mover.uid}'s effective access is read back and compared before the batch counts as done.",
+        "migrate",
+        "apply",
+        "--role",
+        role,
+        "--users",
+        mover.uid,
+        "--ticket",
+        "DEMO-1",
+        "--yes",
+    )
+    _step("batches", "Every batch, with its outcome.", "batches", "list")
+    _step(
+        "rollback",
+        "Changed your mind? Roll the batch back: exactly the prior member values return.",
+        "rollback",
+        "1",
+        "--yes",
+    )
+
+
+def _candidate(org, user, role: str) -> bool:
+    return (user.department, user.title) == org.role_profiles[role] and not user.roles and not user.leaver
 
 
 def register(cli: click.Group) -> None:

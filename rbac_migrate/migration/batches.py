@@ -110,7 +110,8 @@ def _run(store, directory, settings, batch: Batch, progress: Callable[[str], Non
                 after="verified",
             )
         )
-    _finish(store, batch, "applied", f"{len(batch.users)} users verified")
+    count = len(batch.users)
+    _finish(store, batch, "applied", f"{count} user{'s' if count != 1 else ''} verified")
     return store.batch(batch.id)
 
 
