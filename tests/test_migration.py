@@ -253,3 +253,44 @@ def test_rollback_point_is_written_before_the_first_write(ready, tmp_path):
     planned = json.loads(open(plan).read())
     assert len(batch.steps) == sum(len(u["adds"]) + len(u["deletes"]) for u in planned["users"])
     assert {s.state for s in batch.steps} <= {"pending", "inflight"}
+
+
+def _on_terminal(org, answer: str, *args: str):
+    """Run the CLI with a real terminal on stdin/stderr; answer its question; return (code, screen)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")}
+    env.update(org.env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rbac_migrate", *args], stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=env
+    )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in screen and time.monotonic() < deadline:
+        screen += os.read(master, 4096)
+    os.write(master, answer.encode() + b"\n")
+    code = proc.wait(timeout=60)
+    os.close(master)
+    return code, screen.decode()
+
+
+def test_apply_on_a_terminal_shows_the_changes_and_asks(ready, tmp_path):
+    org = ready
+    user = candidates(org, 1)[0]
+    plan = plan_file(org, tmp_path, [user])
+    state = managed_state(org)
+    code, screen = _on_terminal(org, "n", "migrate", "apply", plan)
+    assert code != 0 and "delete" in screen and user.uid in screen and "Move 1 users onto" in screen
+    assert managed_state(org) == state
+    code, screen = _on_terminal(org, "y", "migrate", "apply", plan)
+    assert code == 0
+    assert managed_state(org) != state
+    code, screen = _on_terminal(org, "y", "rollback", "1")
+    assert code == 0 and "would restore" in screen
+    assert managed_state(org) == state

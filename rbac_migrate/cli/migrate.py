@@ -177,15 +177,26 @@ def rollback_cmd(app, batch, users, dry_run, force, yes, fmt) -> int:
       rbac-migrate rollback 7 --user alice --dry-run
     """
     store = api.store_for(app.settings)
-    if not dry_run:
-        confirm(f"Roll back batch {batch}{' for ' + ', '.join(users) if users else ''}?", yes)
-    report = migration.rollback_batch(app.settings, store, batch, set(users) or None, dry_run, force, note, app.prompt)
-    verb = "would restore" if dry_run else "restored"
+    chosen = set(users) or None
+
+    def run(dry: bool):
+        return migration.rollback_batch(app.settings, store, batch, chosen, dry, force, note, app.prompt)
+
+    if not dry_run and not yes and sys.stdin.isatty():
+        preview = tabulate_rows(_rollback_rows(run(True), "would restore"))
+        confirm(f"Roll back batch {batch}{' for ' + ', '.join(users) if users else ''}?", yes, preview)
+    elif not dry_run:
+        confirm(f"Roll back batch {batch}?", yes)
+    report = run(dry_run)
+    emit(_rollback_rows(report, "would restore" if dry_run else "restored"), fmt, ["user", "outcome"])
+    return 4 if report.conflicts and not force else 0
+
+
+def _rollback_rows(report, verb: str) -> list[dict]:
     rows = [{"user": u, "outcome": verb} for u in report.restored]
     rows += [{"user": u, "outcome": "already as before"} for u in report.already]
     rows += [{"user": u, "outcome": "conflict: " + "; ".join(c)} for u, c in report.conflicts.items()]
-    emit(rows, fmt, ["user", "outcome"])
-    return 4 if report.conflicts and not force else 0
+    return rows
 
 
 @click.group("batches")
