@@ -73,9 +73,9 @@ def cli(ctx: click.Context, config, store, url, bind_dn, bind_password_file, ass
 
 
 def _register() -> None:
-    from . import access, demo, migrate, setup, snapshot
+    from . import access, demo, migrate, playbook, setup, snapshot
 
-    for module in (setup, snapshot, access, migrate, demo):
+    for module in (setup, snapshot, access, migrate, playbook, demo):
         module.register(cli)
 
 

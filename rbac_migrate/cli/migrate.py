@@ -85,8 +85,9 @@ def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
 @click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")
 @click.option("--ticket", help="Change ticket reference, kept in the audit log.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--if-any", is_flag=True, help="With --role: succeed quietly when no candidate is left.")
 @pass_app
-def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes) -> None:
+def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, if_any) -> None:
     """Apply a reviewed plan: write-ahead rollback point, value-level writes, verified per user.
 
     \b
@@ -99,7 +100,13 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes) 
     elif role:
         if not yes:
             raise UsageError("applying without a reviewed plan file needs --yes")
-        plan = _make_plan(app, role, users, batch_size, allow_gain)
+        try:
+            plan = _make_plan(app, role, users, batch_size, allow_gain)
+        except migration.NothingToMigrate as exc:
+            if not if_any:
+                raise
+            note(f"nothing to do: {exc}")
+            return
     else:
         raise UsageError("give a PLAN file, or --role with --users/--batch-size and --yes")
     removals = sum(len(u["deletes"]) for u in plan["users"])

@@ -12,11 +12,12 @@ from ..model import GRANT, ROLE, USER, Batch
 from .batches import RollbackReport, apply_plan, resume, rollback
 from .engine import MigrationError
 from .live import DriftError, live_access
-from .plan import PlanError, candidates, limits_from, load_plan, make_plan, plan_ldif, plan_rows
+from .plan import NothingToMigrate, PlanError, candidates, limits_from, load_plan, make_plan, plan_ldif, plan_rows
 
 __all__ = [
     "DriftError",
     "MigrationError",
+    "NothingToMigrate",
     "PlanError",
     "RollbackReport",
     "apply",

@@ -17,6 +17,10 @@ class PlanError(RbacMigrateError):
     """The plan cannot be made or used as asked."""
 
 
+class NothingToMigrate(PlanError):
+    """No user is left whose access the role covers."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Guard rails that every plan and every apply checks."""
@@ -119,7 +123,8 @@ def make_plan(
     if role.kind != ROLE:
         raise UsageError(f"{role.name} is not a role (it is not under the role base)")
     if not users:
-        raise PlanError(f"no user to migrate onto {role.name}: 'rbac-migrate role candidates {role.name}' lists them")
+        hint = f"'rbac-migrate role candidates {role.name}' lists them"
+        raise NothingToMigrate(f"no user to migrate onto {role.name}: {hint}")
     if len(users) > limits.max_batch_size:
         raise PlanError(f"{len(users)} users exceed max_batch_size {limits.max_batch_size}: plan a smaller batch")
     plans = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -15,15 +17,37 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored as UTC and always read back timezone-aware.
+
+    SQLite keeps no zone and hands back naive values; hashes and comparisons need one meaning.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
 
 snapshots = Table(
     "snapshots",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("taken_at", UTCDateTime(), nullable=False),
     Column("source", Text, nullable=False),
     Column("flavour", String(16), nullable=False),
     Column("bases", JSON, nullable=False),
@@ -59,7 +83,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("operator", Text, nullable=False),
     Column("action", String(64), nullable=False),
     Column("ticket", Text),
@@ -87,8 +111,8 @@ batches = Table(
     Column("status", String(24), nullable=False),
     Column("operator", Text, nullable=False),
     Column("ticket", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
     Column("holder", Text),
     Column("message", Text),
     Column("plan", Text, nullable=False),
@@ -115,12 +139,12 @@ batch_steps = Table(
     Column("group_uuid", String(64)),
     Column("value", Text, nullable=False),
     Column("state", String(24), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 locks = Table(
     "locks",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("holder", Text, nullable=False),
-    Column("since", DateTime(timezone=True), nullable=False),
+    Column("since", UTCDateTime(), nullable=False),
 )

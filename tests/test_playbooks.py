@@ -1,0 +1,103 @@
+"""Playbooks: validation with line numbers, waves with gates, resumption by another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rbac_migrate import playbooks
+from rbac_migrate.store import open_store
+from tests.support.cli import assert_one_line_error, run
+
+ROOT = Path(__file__).resolve().parents[1]
+WAVES = str(ROOT / "playbooks" / "migrate-role-in-waves.yml")
+ROLE = "role-fin-accountant"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "playbooks").glob("*.yml")))
+def test_shipped_playbooks_are_valid(name):
+    book = playbooks.load(ROOT / "playbooks" / name)
+    assert book.steps and book.name == name.removesuffix(".yml")
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("steps:\n  - run: check\n  - rum: check\n", ("line 3", "unknown key 'rum'")),
+        ("steps:\n  - id: a\n    gate: {wait: soon}\n", ("line 3", "not a duration")),
+        ("steps:\n  - run: access show {user}\n", ("line 2", "'{user}' is not a declared variable")),
+        ("name: x\n", ("needs a non-empty list of steps",)),
+        ("steps:\n  - run: check\n    gate: {confirm: ok}\n", ("line 2", "exactly one of 'run' or 'gate'")),
+        ("steps:\n  - id: a\n    run: check\n  - id: a\n    run: check\n", ("line 4", "used twice")),
+        ("steps: [\n", ("line",)),
+    ],
+)
+def test_invalid_playbooks_name_the_line(tmp_path, text, fragments):
+    book = tmp_path / "bad.yml"
+    book.write_text(text)
+    result = run(["playbook", "run", str(book), "--dry-run"], {"HOME": str(tmp_path)})
+    assert_one_line_error(result, f"playbook {book}", *fragments)
+
+
+def test_dry_run_lists_resolved_steps(tmp_path):
+    result = run(["playbook", "run", WAVES, "--dry-run", "--var", f"role={ROLE}", "--var", "ticket=CHG-9"], {})
+    assert result.code == 0, result.err
+    assert f"wave-1: rbac-migrate migrate apply --role {ROLE} --batch-size 1 --ticket CHG-9 --yes" in result.out
+    missing = run(["playbook", "run", WAVES, "--dry-run", "--var", f"role={ROLE}"], {})
+    assert_one_line_error(missing, "needs --var ticket=")
+    unknown = run(["playbook", "run", WAVES, "--dry-run", "--var", "rol=x"], {})
+    assert_one_line_error(unknown, "has no variable 'rol'")
+
+
+def _waves(org, *extra: str):
+    return org.run("playbook", "run", WAVES, "--var", f"role={ROLE}", "--var", "ticket=CHG-9", *extra)
+
+
+def test_waves_run_to_the_end_with_gates_confirmed(org):
+    result = _waves(org, "--var", "soak=0s", "--yes")
+    assert result.code == 0, result.err
+    batches = open_store(org.store_url).batches()
+    assert [len(b.plan["users"]) for b in batches] == [1, 3, 3]  # 1 → 3 → the 3 candidates left
+    assert all(b.status == "applied" and b.ticket == "CHG-9" for b in batches)
+    rows = json.loads(org.run("playbook", "status", "--format", "json").out)
+    assert rows[0]["state"] == "finished" and rows[0]["playbook"] == "migrate-role-in-waves"
+    again = _waves(org, "--var", "soak=0s", "--yes")
+    assert again.code == 0 and "already finished" in again.err
+
+
+def test_gate_waits_then_a_second_process_resumes(org):
+    first = _waves(org, "--var", "soak=2s", "--yes")
+    assert first.code == 5, first.err
+    assert "gate 'gate-1' opens at" in first.err
+    assert [len(b.plan["users"]) for b in open_store(org.store_url).batches()] == [1]
+    time.sleep(2.2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")} | org.env
+    argv = [sys.executable, "-m", "rbac_migrate", "playbook", "run", WAVES, "--var", f"role={ROLE}",
+            "--var", "ticket=CHG-9", "--var", "soak=2s", "--yes"]
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 5, second.stderr
+    assert "gate 'gate-2' opens at" in second.stderr
+    assert [len(b.plan["users"]) for b in open_store(org.store_url).batches()] == [1, 3]
+
+
+def test_gate_without_confirmation_waits(org):
+    result = _waves(org, "--var", "soak=0s")  # no terminal, no --yes: nobody confirmed
+    assert result.code == 5
+    assert "waiting for confirmation" in result.err
+    assert len(open_store(org.store_url).batches()) == 1
+
+
+def test_gate_closes_after_a_rollback(org):
+    assert _waves(org, "--var", "soak=0s").code == 5
+    assert org.run("rollback", "1", "--yes").code == 0
+    result = _waves(org, "--var", "soak=0s", "--yes")
+    assert result.code == 1
+    assert "gate 'gate-1' is closed: batch 1 was rolled back" in result.err
+    actions = [r.action for r in open_store(org.store_url).audit_records()]
+    assert actions.count("playbook.step") == 2 and "playbook.start" in actions
