@@ -121,11 +121,13 @@ def _read_groups(directory, settings: Settings, builder: _Builder, report: Progr
             name = values.get("cn") or dnutil.first_value(dn)
             entry = builder.add(kind, dn, name, uuid=values.get(uuid_attr.lower()))
             if entry is not None:
+                # The empty DN is the placeholder that keeps a holderless groupOfNames valid: no member.
                 raw_members[entry.idx] = [
                     value
                     for name, member_values in raw.items()
                     if directory.attribute_key(name) == member_key
                     for value in member_values
+                    if value.strip()
                 ]
         report(f"{kind} groups", sum(1 for i in raw_members if builder.entries[i].kind == kind))
     return raw_members
@@ -160,7 +162,7 @@ def _resolve_one(directory, builder: _Builder, unknown: dict[bytes, int], value:
 
 def _classify_unknown(directory, builder: _Builder, value: str) -> int:
     """A member value outside the managed entries: an existing entry elsewhere, or dangling."""
-    exists = "=" in value and directory.exists(value)
+    exists = "=" in value and directory.resolves(value)
     kind = EXTERNAL if exists else DANGLING
     entry = builder.add(kind, value, value)
     return entry.idx if entry is not None else builder.by_norm[dnutil.normalize(value)]

@@ -17,6 +17,7 @@ import pytest
 
 from rbac_migrate.sampleorg import generate
 from rbac_migrate.sandbox import NotInstalledError, Slapd, check_installed
+from tests.support.ad import ad_org, ad_seed, samba_dc  # noqa: F401 - Samba AD fixtures
 from tests.support.cli import Result, run, write_config
 from tests.support.pgserver import PostgresNotInstalled, PostgresServer
 

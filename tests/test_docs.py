@@ -29,10 +29,18 @@ def test_readme_opens_with_the_two_commands():
 
 
 def _commands(group: click.Group, prefix: str = ""):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
         yield f"{prefix}{name}", command
         if isinstance(command, click.Group):
             yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_every_command_module_is_listed():
+    names = {name for name, _command in _commands(cli)}
+    assert {"init", "check", "snapshot", "access", "role", "joiner", "migrate", "rollback", "batches", "report",
+            "audit", "playbook", "demo"} <= names
 
 
 @pytest.mark.parametrize("name, command", list(_commands(cli)), ids=lambda v: v if isinstance(v, str) else "")

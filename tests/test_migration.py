@@ -18,8 +18,13 @@ def members(org, group_dn: str) -> list[str]:
 
 
 def managed_state(org) -> dict[str, list[str]]:
-    """Every member value of every managed group, read over LDAP."""
-    return {g.dn: members(org, g.dn) for g in org.sample.groups}
+    """Every member value of every managed group, read over LDAP in one search."""
+    found = {}
+    for record in org.slapd.ldapsearch(org.sample.base_dn, "(objectClass=*)", "member").split("\n\n"):
+        lines = record.strip().splitlines()
+        if lines and lines[0].startswith("dn: "):
+            found[lines[0][4:].lower()] = sorted(v[8:].lower() for v in lines if v.startswith("member: "))
+    return {g.dn: found[g.dn.lower()] for g in org.sample.groups}
 
 
 def candidates(org, n: int = 2) -> list:
@@ -144,7 +149,7 @@ def test_user_recreated_under_same_dn_is_drift(ready, tmp_path):
     user = candidates(org, 1)[0]
     plan = plan_file(org, tmp_path, [user])
     org.slapd.ldapdelete(user.dn)
-    org.slapd.ldapadd(f"dn: {user.dn}\nobjectClass: inetOrgPerson\nuid: {user.uid}\ncn: New Person\nsn: Person\n\n")
+    org.slapd.ldapadd(f"dn: {user.dn}\nobjectClass: inetOrgPerson\nuid: {user.uid}\ncn: {user.uid}\nsn: Person\n\n")
     result = org.run("migrate", "apply", plan, "--yes")
     assert_one_line_error(result, f"{user.dn} is not the account the plan was made for")
 
@@ -228,7 +233,9 @@ def test_unrelated_concurrent_changes_survive_apply_and_rollback(ready, tmp_path
     plan = plan_file(org, tmp_path, [user])
     role_dn = next(g.dn for g in org.sample.groups if g.cn == ROLE)
     grant_dn = next(g.dn for g in org.sample.groups if g.cn == sorted(user.direct_grants)[0])
-    stranger = f"uid=contractor,{org.sample.people_dn}".lower()
+    # An existing account: AD refuses member values that name no entry.
+    taken = {m for g in org.sample.groups if g.dn in (role_dn, grant_dn) for m in g.members}
+    stranger = next(u.dn for u in org.sample.users if u.dn not in taken).lower()
     for dn in (role_dn, grant_dn):
         org.slapd.ldapmodify(f"dn: {dn}\nchangetype: modify\nadd: member\nmember: {stranger}\n\n")
     assert org.run("migrate", "apply", plan, "--yes").code == 0

@@ -114,3 +114,13 @@ def test_snapshot_on_both_stores(org_on_store):
     user = org.sample.users[5]
     shown = json.loads(org.run("access", "show", user.uid, "--format", "json").out)
     assert {g["grant"] for g in shown["grants"]} == set(org.sample.effective_grants(user.uid))
+
+
+def test_empty_placeholder_member_is_not_a_member(org):
+    role_dn = f"cn=role-empty,{org.sample.role_base}"
+    org.slapd.ldapadd(f"dn: {role_dn}\nobjectClass: groupOfNames\ncn: role-empty\nmember:\n\n")
+    assert org.run("snapshot", "take").code == 0
+    snap = open_store(org.store_url).load_snapshot()
+    role = next(e for e in snap.entries if e.name == "role-empty")
+    assert snap.members[role.idx] == ()
+    assert not any(e.dn == "" for e in snap.entries)

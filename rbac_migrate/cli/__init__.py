@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +39,43 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+# Command → the module that defines it. Modules load only when their command runs, so a quick
+# command does not pay for ldap3, the migration engine or the report renderers.
+COMMANDS = {
+    "init": "setup",
+    "check": "setup",
+    "config": "setup",
+    "db": "setup",
+    "snapshot": "snapshot",
+    "access": "access",
+    "role": "roles",
+    "joiner": "joiner",
+    "migrate": "migrate",
+    "rollback": "migrate",
+    "batches": "migrate",
+    "report": "reports",
+    "audit": "audit",
+    "playbook": "playbook",
+    "demo": "demo",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+        holder = click.Group()
+        module.register(holder)
+        return holder.commands.get(name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config", "config", metavar="FILE", help="Config file (default: $RBAC_MIGRATE_CONFIG, ./rbac-migrate.yml)."
 )
@@ -70,16 +106,6 @@ def cli(ctx: click.Context, config, store, url, bind_dn, bind_password_file, ass
         if value is not None:
             flags[name] = value
     ctx.obj = App(config=config, flags=flags, verbose=verbose, debug=debug)
-
-
-def _register() -> None:
-    from . import access, demo, migrate, playbook, setup, snapshot
-
-    for module in (setup, snapshot, access, migrate, playbook, demo):
-        module.register(cli)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> int:

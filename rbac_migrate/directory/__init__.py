@@ -20,6 +20,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
 from . import bulk as fastread
+from .ranges import completed
 from .writes import Writer
 
 __all__ = [
@@ -37,6 +38,7 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"
 ASSERTION = "1.3.6.1.1.12"
 BINARY_ATTRIBUTES = {"objectguid", "objectsid"}
+FOREIGN_PRINCIPAL = "foreignsecurityprincipal"
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 
 
@@ -105,6 +107,8 @@ def connect(settings: Settings, password: str | None) -> Directory:
         auto_referrals=False,
         check_names=False,
         read_only=False,
+        auto_range=False,  # ranges.completed reads ranged values instead; ldap3's loop crashes past the end
+        return_empty_attributes=False,  # with auto_range off, ldap3's padding of absent attributes crashes
     )
     try:
         conn.open()
@@ -243,6 +247,15 @@ class Directory:
         """True when an entry with this DN exists (and is visible to us)."""
         return any(True for _ in self.search(dn, "(objectClass=*)", ["1.1"], scope="base", paged=False))
 
+    def resolves(self, dn: str) -> bool:
+        """True when a member value names an entry here that stands for someone we can see.
+
+        AD keeps members from other domains, and SIDs nobody can resolve any more, as
+        foreign-security-principal placeholders: entries that name no account in this directory.
+        """
+        attrs = self.read_entry(dn, ["objectClass"])
+        return attrs is not None and FOREIGN_PRINCIPAL not in {c.lower() for c in attrs.get("objectclass", [])}
+
     def search(
         self,
         base: str,
@@ -256,6 +269,7 @@ class Directory:
         for dn, raw in self.search_raw(base, search_filter, attributes, scope, paged, size_limit):
             yield dn, _decode(raw)
 
+    @completed
     def search_raw(
         self,
         base: str,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -20,6 +21,10 @@ from ..model import GROUP_KINDS, Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, migrations
 from .schema import snapshot_entries, snapshots
+
+if TYPE_CHECKING:
+    from ..reports.progress import MigrationBatch
+    from .roles import RoleStore
 
 __all__ = ["Store", "open_store"]
 
@@ -102,6 +107,22 @@ class Store:
         with self.connect() as conn:
             return audit_store.head(conn)
 
+    # -- reports ------------------------------------------------------------------------
+
+    def migration_batches(self) -> list[MigrationBatch]:
+        """Migrate batches from the journal, oldest first, with their users' states."""
+        from . import reports  # the reports package loads only for the reports
+
+        with self.connect() as conn:
+            return reports.migration_batches(conn)
+
+    def load_snapshot_bulk(self, snapshot_id: int) -> Snapshot:
+        """A whole snapshot read at driver speed, for reports that walk every entry."""
+        from . import reports
+
+        with self.connect() as conn:
+            return reports.load_snapshot(conn, snapshot_id, _unpack)
+
     # -- snapshots ----------------------------------------------------------------------
 
     def save_snapshot(self, snap: Snapshot) -> int:
@@ -122,6 +143,8 @@ class Store:
             ).inserted_primary_key[0]
             rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx)) for e in snap.entries]
             bulk_insert(conn, snapshot_entries, ENTRY_COLUMNS, rows)
+            # Fresh statistics keep look-ups by name on their index once a large snapshot lands.
+            conn.exec_driver_sql("ANALYZE snapshot_entries")
         snap.id = snapshot_id
         return snapshot_id
 
@@ -183,6 +206,29 @@ class Store:
         )
         with self.connect() as conn:
             return [_entry(row) for row in conn.execute(query).all()]
+
+    # -- roles --------------------------------------------------------------------------
+
+    @property
+    def roles(self) -> RoleStore:
+        """The role catalogue: definitions, their history, and rollback points of role commands."""
+        from .roles import RoleStore
+
+        return RoleStore(self)
+
+    def not_users_and_disabled(self, snapshot_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        """Indexes of a snapshot's external and dangling entries, and of its disabled users."""
+        from .roles import not_users_and_disabled
+
+        with self.connect() as conn:
+            return not_users_and_disabled(conn, snapshot_id)
+
+    def find_peers(self, snapshot_id: int, attrs: Mapping[str, str]) -> list[int]:
+        """Indexes of the enabled users of a snapshot whose peer attributes are exactly ``attrs``."""
+        from .roles import find_peers
+
+        with self.connect() as conn:
+            return find_peers(conn, snapshot_id, attrs)
 
 
 class _Transaction:

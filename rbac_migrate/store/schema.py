@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    cast,
 )
 
 metadata = MetaData()
@@ -148,3 +149,64 @@ locks = Table(
     Column("holder", Text, nullable=False),
     Column("since", UTCDateTime(), nullable=False),
 )
+
+# Joiner proposals look up a job's peers (equal peer attributes, compared as their JSON text)
+# and the disabled users without scanning every user of a snapshot.
+Index("ix_snapshot_entries_peers", snapshot_entries.c.snapshot_id, cast(snapshot_entries.c.attrs, Text))
+Index("ix_snapshot_entries_enabled", snapshot_entries.c.snapshot_id, snapshot_entries.c.enabled)
+
+# The role catalogue: one row per role the tool has defined. A deleted role keeps its row, so its
+# history stays readable; grants are the grant-group DNs it is nested into, as a JSON list.
+role_definitions = Table(
+    "role_definitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("name_norm", Text, nullable=False),
+    Column("dn", Text, nullable=False),
+    Column("description", Text),
+    Column("grants", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_role_definitions_name", role_definitions.c.name_norm)
+
+# Rollback points of role commands: every group a command touches, with its member values as read
+# just before the first write, and the changes planned for it.
+role_changes = Table(
+    "role_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(32), nullable=False),
+    Column("role_dn", Text, nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("ticket", Text),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("message", Text),
+)
+role_change_groups = Table(
+    "role_change_groups",
+    metadata,
+    Column("change_id", Integer, ForeignKey("role_changes.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("group_dn", Text, nullable=False),
+    Column("existed", Boolean, nullable=False),
+    Column("prior_members", Text, nullable=False),
+    Column("changes", Text, nullable=False),
+)
+role_history = Table(
+    "role_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role_id", Integer, ForeignKey("role_definitions.id", ondelete="CASCADE"), nullable=False),
+    Column("change_id", Integer, ForeignKey("role_changes.id")),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("ticket", Text),
+    Column("details", Text, nullable=False),
+)
+Index("ix_role_history_role", role_history.c.role_id)

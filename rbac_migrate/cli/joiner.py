@@ -1,0 +1,141 @@
+"""joiner propose | onboard."""
+
+from __future__ import annotations
+
+import click
+
+from .. import api, roles_query
+from . import pass_app
+from .render import emit, format_option, note, table
+from .roles import asker, report, write_options
+
+
+@click.group("joiner")
+def joiner_group() -> None:
+    """A new joiner: which role fits them, with evidence, and one command to give it."""
+
+
+def _request_options(func):
+    func = click.option(
+        "--min-share",
+        default=0.5,
+        show_default=True,
+        help="A grant is typical of the job when at least this share of peers hold it.",
+    )(func)
+    func = click.option(
+        "--grant", "grants", multiple=True, metavar="G", help="Grant asked for (cn or DN); repeatable."
+    )(func)
+    return click.option("--like", metavar="MODEL", help="Copy what this user was given (rare grants left out).")(func)
+
+
+@joiner_group.command("propose")
+@click.argument("user")
+@_request_options
+@click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
+@format_option("table", "json")
+@pass_app
+def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
+    """Roles that fit USER, best first: an exact role, roles plus extras, or a new role; with evidence.
+
+    Without --grant or --like, the access asked for is what most of the joiner's peers (same
+    peer attributes) hold.
+
+    \b
+    Example:
+      rbac-migrate joiner propose jsmith --like mjones
+    """
+    store = api.store_for(app.settings)
+    found = roles_query.propose(app.settings, store, user, like, grants, min_share, snapshot, app.prompt)
+    document = _document(found)
+    note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
+    if fmt == "json":
+        emit([], "json", document=document)
+    else:
+        _tables(document["proposals"], document["evidence"], document["not_copied"])
+
+
+def _document(found) -> dict:
+    result, name = found.result, found.graph.name
+    request = result.request
+    proposals = [
+        {
+            "number": p.number,
+            "kind": p.kind,
+            "roles": [r.name for r in p.roles],
+            "new_role": p.new_role,
+            "grants": sorted(name(g) for g in p.grants),
+            "extras": sorted(name(g) for g in p.extras),
+            "movable": p.movable,
+        }
+        for p in result.proposals
+    ]
+    return {
+        "snapshot": found.snapshot_id,
+        "user": {"name": found.joiner.name, "dn": found.joiner.dn},
+        "peer_group": request.peer_label,
+        "peers": len(request.peers - {request.joiner}),
+        "proposals": proposals,
+        "evidence": [_evidence(result, e, name) for e in result.evidence],
+        "not_copied": [_evidence(result, e, name) for e in result.not_copied],
+    }
+
+
+def _evidence(result, evidence, name) -> dict:
+    return {
+        "grant": name(evidence.grant),
+        "source": evidence.source,
+        "peers_holding": evidence.holding,
+        "peers": evidence.peers,
+        "evidence": result.phrase(evidence),
+    }
+
+
+def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict]) -> None:
+    for row in proposals:
+        row["role"] = row["new_role"] or ", ".join(row["roles"])
+        row["could move later"] = row["movable"]
+    table(proposals, ["number", "kind", "role", "extras", "could move later"])
+    click.echo("\nevidence:")
+    table(evidence, ["grant", "source", "evidence"])
+    if not_copied:
+        click.echo("\nnot copied from the model (few peers hold them):")
+        table(not_copied, ["grant", "evidence"])
+
+
+@joiner_group.command("onboard")
+@click.argument("user")
+@click.option("--role", metavar="R", help="Give this existing role.")
+@click.option("--new-role", metavar="NAME", help="Create this role with the --grant grants, then give it.")
+@click.option("--proposal", type=int, metavar="N", help="Carry out proposal N of 'joiner propose'.")
+@_request_options
+@write_options
+@pass_app
+def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket, yes) -> None:
+    """Give USER a role, creating it if needed; running it again changes nothing.
+
+    \b
+    Example:
+      rbac-migrate joiner onboard jsmith --proposal 1 --ticket HR-2231
+    """
+    from .. import roles_api
+
+    store = api.store_for(app.settings)
+    outcome = roles_api.onboard(
+        app.settings,
+        store,
+        user,
+        role=role,
+        new_role=new_role,
+        grants=grants,
+        proposal=proposal,
+        like=like,
+        min_share=min_share,
+        ticket=ticket,
+        ask=asker(yes),
+        prompt=app.prompt,
+    )
+    report(outcome, f"onboarded {user}: " + "; ".join(outcome.plan.lines))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(joiner_group)

@@ -1,0 +1,286 @@
+"""role create | list | show | add-grant | remove-grant | delete | candidates | mine."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from .. import api, roles_query
+from ..dn import first_value
+from . import pass_app
+from .render import emit, format_option, note, table
+
+if TYPE_CHECKING:  # the write side (and ldap3 behind it) loads only for commands that write
+    from ..role_plans import Outcome, RolePlan
+
+
+def asker(yes: bool):
+    """Show what a write will do, then ask on a terminal; --yes goes ahead without asking."""
+
+    def ask(plan: RolePlan) -> None:
+        from .migrate import confirm
+
+        # Without a terminal or --yes the refusal is the only line: nothing was going to happen.
+        if yes or sys.stdin.isatty():
+            for line in plan.lines:
+                note(f"  {line}")
+        confirm(plan.question, yes)
+
+    return ask
+
+
+def report(outcome: Outcome, done: str) -> None:
+    if outcome.change_id is None:
+        note("nothing to do: " + ("; ".join(outcome.plan.lines) or "the directory is already as asked"))
+    else:
+        note(f"{done} (rollback point {outcome.change_id})")
+
+
+def write_options(func):
+    func = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")(func)
+    return click.option("--ticket", metavar="REF", help="Change ticket reference, kept in the audit log.")(func)
+
+
+@click.group("role")
+def role_group() -> None:
+    """The role catalogue: define roles, see who fits them, mine roles from current access."""
+
+
+@role_group.command("create")
+@click.argument("name")
+@click.option("--grant", "grants", multiple=True, metavar="G", help="Grant group (cn or DN); repeatable.")
+@click.option("--from-user", metavar="USER", help="Copy this user's direct grants and role grants instead.")
+@click.option("--description", help="What the role is for.")
+@write_options
+@pass_app
+def create(app, name, grants, from_user, description, ticket, yes) -> None:
+    """Create role NAME under the role base and nest it into each of its grant groups.
+
+    \b
+    Example:
+      rbac-migrate role create role-finance-analyst --grant fin-ledger-read --grant fin-share
+    """
+    from .. import roles_api
+
+    store = api.store_for(app.settings)
+    outcome = roles_api.role_create(
+        app.settings, store, name, grants, description, from_user, ticket, asker(yes), app.prompt
+    )
+    report(outcome, f"created role {name}")
+
+
+@role_group.command("list")
+@format_option()
+@pass_app
+def list_(app, fmt) -> None:
+    """Every role of the latest snapshot and of the catalogue, with grant and holder counts.
+
+    \b
+    Example:
+      rbac-migrate role list --format json
+    """
+    snapshot_id, summaries = roles_query.role_list(api.store_for(app.settings))
+    rows = [
+        {
+            "name": s.name,
+            "grants": len(s.grants),
+            "holders": s.holder_count,
+            "managed": s.managed,
+            "description": s.description,
+            "dn": s.dn,
+        }
+        for s in summaries
+    ]
+    note(f"holders as of snapshot {snapshot_id}" if snapshot_id else "no snapshot yet: holders unknown")
+    document = [{**row, "grants": list(s.grants)} for row, s in zip(rows, summaries, strict=True)]
+    emit(rows, fmt, ["name", "grants", "holders", "managed", "description", "dn"], document=document)
+
+
+@role_group.command("show")
+@click.argument("name")
+@format_option()
+@pass_app
+def show(app, name, fmt) -> None:
+    """A role's grants, holders and the history of its definition.
+
+    \b
+    Example:
+      rbac-migrate role show role-finance-analyst
+    """
+    detail = roles_query.role_show(api.store_for(app.settings), name)
+    s = detail.summary
+    rows = [{"what": "grant", "name": g, "detail": ""} for g in s.grants]
+    rows += [{"what": "holder", "name": h, "detail": ""} for h in s.holders or ()]
+    rows += [
+        {
+            "what": "history",
+            "name": e.action,
+            "detail": f"{e.at:%Y-%m-%d %H:%M} {e.operator}{' ' + e.ticket if e.ticket else ''}: {_event(e.details)}",
+        }
+        for e in detail.history
+    ]
+    rows += [{"what": "drift", "name": d, "detail": "snapshot differs from the catalogue"} for d in detail.drift]
+    holders = "not in the snapshot" if s.holder_count is None else s.holder_count
+    state = "deleted" if s.deleted else "managed" if s.managed else "not managed by rbac-migrate"
+    note(f"{s.name} ({s.dn}): {len(s.grants)} grants, holders: {holders}, {state}")
+    document = {
+        "name": s.name,
+        "dn": s.dn,
+        "description": s.description,
+        "managed": s.managed,
+        "deleted": s.deleted,
+        "snapshot": detail.snapshot_id,
+        "grants": list(s.grants),
+        "holders": None if s.holder_count is None else list(s.holders),
+        "drift": detail.drift,
+        "history": [
+            {"at": e.at, "operator": e.operator, "action": e.action, "ticket": e.ticket, "details": e.details}
+            for e in detail.history
+        ],
+    }
+    emit(rows, fmt, ["what", "name", "detail"], document=document)
+
+
+def _event(details: dict) -> str:
+    parts = []
+    for key, value in details.items():
+        if value in (None, "", []):
+            continue
+        values = value if isinstance(value, list) else [value]
+        shown = ", ".join(first_value(v) if "=" in str(v) else str(v) for v in values)
+        parts.append(f"{key} {shown}")
+    return "; ".join(parts)
+
+
+@role_group.command("add-grant")
+@click.argument("role")
+@click.argument("grants", nargs=-1, required=True)
+@write_options
+@pass_app
+def add_grant(app, role, grants, ticket, yes) -> None:
+    """Nest ROLE into more grant groups; every holder gains that access (shown, then confirmed).
+
+    \b
+    Example:
+      rbac-migrate role add-grant role-finance-analyst fin-reporting-read --ticket CHG-7
+    """
+    from .. import roles_api
+
+    store = api.store_for(app.settings)
+    outcome = roles_api.role_add_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
+    report(outcome, f"{role} now grants {', '.join(grants)}")
+
+
+@role_group.command("remove-grant")
+@click.argument("role")
+@click.argument("grants", nargs=-1, required=True)
+@write_options
+@pass_app
+def remove_grant(app, role, grants, ticket, yes) -> None:
+    """Take ROLE out of grant groups; every holder loses that access (shown, then confirmed).
+
+    \b
+    Example:
+      rbac-migrate role remove-grant role-finance-analyst fin-reporting-read --ticket CHG-8
+    """
+    from .. import roles_api
+
+    store = api.store_for(app.settings)
+    outcome = roles_api.role_remove_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
+    report(outcome, f"{role} no longer grants {', '.join(grants)}")
+
+
+@role_group.command("delete")
+@click.argument("role")
+@write_options
+@pass_app
+def delete(app, role, ticket, yes) -> None:
+    """Delete a role that nobody holds (out of its grant groups first).
+
+    \b
+    Example:
+      rbac-migrate role delete role-unused --ticket CHG-9
+    """
+    from .. import roles_api
+
+    store = api.store_for(app.settings)
+    report(roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt), f"deleted role {role}")
+
+
+@role_group.command("candidates")
+@click.argument("role")
+@click.option("--max-missing", default=1, show_default=True, help="Near-misses lack at most this many grants.")
+@click.option("--limit", default=50, show_default=True, help="Near-misses shown at most (0: all).")
+@click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
+@format_option()
+@pass_app
+def candidates(app, role, max_missing, limit, snapshot, fmt) -> None:
+    """Users safe to move onto ROLE (nobody gains access), best explained first; near-misses apart.
+
+    \b
+    Example:
+      rbac-migrate role candidates role-finance-analyst --format csv
+    """
+    found = roles_query.candidates(api.store_for(app.settings), role, max_missing, snapshot)
+    result, graph = found.result, found.graph
+    near = result.near[:limit] if limit else result.near
+    shown = f" ({len(near)} shown)" if len(near) < len(result.near) else ""
+    note(
+        f"{found.role} (snapshot {found.snapshot_id}): {len(result.safe)} safe candidates, "
+        f"{len(result.near)} near-misses{shown}, {result.holding} already hold it, "
+        f"{result.disabled} disabled users left out"
+    )
+    safe = [
+        {"user": found.users[c.user].name, "dn": found.users[c.user].dn, "explained": c.explained, "direct": c.direct}
+        for c in result.safe
+    ]
+    misses = [
+        {"user": found.users[n.user].name, "dn": found.users[n.user].dn, "lacks": sorted(map(graph.name, n.missing))}
+        for n in near
+    ]
+    rows = [
+        {"user": c["user"], "fit": "safe", "explains": f"{c['explained']} of {c['direct']} direct grants"} for c in safe
+    ]
+    rows += [{"user": m["user"], "fit": "near miss", "lacks": m["lacks"]} for m in misses]
+    grants = sorted(graph.name(g) for g in result.role_grants if g in graph.groups)
+    document = {"role": found.role, "snapshot": found.snapshot_id, "grants": grants, "candidates": safe}
+    emit(rows, fmt, ["user", "fit", "explains", "lacks"], document={**document, "near_misses": misses})
+
+
+@role_group.command("mine")
+@click.option("--from-pairs", "pairs", type=click.Path(dir_okay=False), help="Mine a 'user permission' file instead.")
+@click.option("--baseline-share", type=float, help="Fold grants this share of users hold into one baseline role.")
+@click.option("--min-holders", default=1, show_default=True, help="Fewest holders a role may have.")
+@click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
+@format_option("table", "json")
+@pass_app
+def mine(app, pairs, baseline_share, min_holders, snapshot, fmt) -> None:
+    """The fewest roles that reproduce current direct access exactly: nobody gains or loses a grant.
+
+    \b
+    Example:
+      rbac-migrate role mine --baseline-share 0.9 --min-holders 3 --format json
+    """
+    if pairs:
+        found = roles_query.mine_pairs(pairs, min_holders, baseline_share)
+    else:
+        found = roles_query.mine_snapshot(api.store_for(app.settings), snapshot, min_holders, baseline_share)
+    proof = "proven minimal" if found.proven_minimal else f"at least {found.lower_bound} needed"
+    kept = sum(len(g) for g in found.exceptions.values())
+    note(
+        f"{len(found.roles)} roles for {found.users} users ({proof}), checked exact; "
+        f"{kept} grants too rare for a role stay direct"
+        + (f"; {found.left_out} disabled users left out" if found.left_out else "")
+    )
+    roles = [{"name": r.name, "grants": list(r.grants), "holders": list(r.holders)} for r in found.roles]
+    if fmt == "json":
+        exceptions = {user: sorted(grants) for user, grants in sorted(found.exceptions.items())}
+        emit([], "json", document={"roles": roles, "exceptions": exceptions, "lower_bound": found.lower_bound})
+        return
+    table([{**r, "holders": len(r["holders"])} for r in roles], ["name", "holders", "grants"])
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(role_group)

@@ -1,0 +1,307 @@
+"""The role catalogue's pure side: definitions, a top-down view of the groups, candidates, names."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import UsageError
+from .model import GRANT, ROLE, USER, Snapshot
+
+ACTIVE, DELETED = "active", "deleted"
+# A letter or digit first and last: names become the cn of an LDAP entry and an AD
+# sAMAccountName, where leading or trailing spaces and most punctuation cause trouble.
+_ROLE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?\Z")
+MAX_NAME = 64
+
+
+def check_role_name(name: str) -> str:
+    """The name, or a one-line error saying what a role name may contain."""
+    if not _ROLE_NAME.match(name or ""):
+        raise UsageError(
+            f"role name '{name}' is not valid: use letters, digits, '.', '_', '-' and inner spaces "
+            f"(at most {MAX_NAME} characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    """A role as the catalogue in the store knows it; grants are grant-group DNs."""
+
+    id: int
+    name: str
+    dn: str
+    description: str | None
+    grants: tuple[str, ...]
+    state: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleEvent:
+    """One entry of a role's history."""
+
+    at: datetime
+    operator: str
+    action: str
+    ticket: str | None
+    details: Mapping[str, Any]
+    change_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RoleUpdate:
+    """What a finished role command leaves in the catalogue, and the history it adds.
+
+    ``description`` None keeps the stored description; ``grants`` is the full list after the change.
+    """
+
+    name: str
+    dn: str
+    grants: tuple[str, ...]
+    state: str = ACTIVE
+    description: str | None = None
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+class GroupGraph:
+    """The groups of a snapshot, walked top-down from each group to the members below it.
+
+    Per-group questions ("who reaches G") cost the size of G and its nested groups, so nothing
+    here inverts a million memberships. Users need not be loaded: every member that is not a
+    group, an external entry or a dangling value is a user.
+    """
+
+    def __init__(self, snapshot: Snapshot, not_users: Collection[int] = (), disabled: Collection[int] = ()):
+        self.snapshot = snapshot
+        self.members = snapshot.members
+        self.groups = {e.idx: e for e in snapshot.entries if e.is_group}
+        self.not_users = frozenset(not_users) | frozenset(self.groups)
+        self.disabled = frozenset(disabled)
+        ids = frozenset(self.groups)
+        self.children = {g: ids.intersection(members) for g, members in self.members.items()}
+        parents: dict[int, set[int]] = defaultdict(set)
+        for group, kids in self.children.items():
+            for kid in kids:
+                parents[kid].add(group)
+        self.parents = dict(parents)
+        self._holders: dict[int, frozenset[int]] = {}
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> GroupGraph:
+        """The graph of a snapshot loaded with its user entries."""
+        not_users = [e.idx for e in snapshot.entries if e.kind != USER]
+        disabled = [e.idx for e in snapshot.entries if e.kind == USER and not e.enabled]
+        return cls(snapshot, not_users, disabled)
+
+    def kind(self, idx: int) -> str | None:
+        entry = self.groups.get(idx)
+        return entry.kind if entry else None
+
+    def name(self, idx: int) -> str:
+        return self.groups[idx].name
+
+    def of_kind(self, kind: str) -> list[int]:
+        return [idx for idx, entry in self.groups.items() if entry.kind == kind]
+
+    def up(self, start: Iterable[int]) -> set[int]:
+        """The start groups and every group they are nested into."""
+        seen: set[int] = set()
+        stack = list(start)
+        while stack:
+            group = stack.pop()
+            if group not in seen:
+                seen.add(group)
+                stack.extend(self.parents.get(group, ()))
+        return seen
+
+    def below(self, group: int) -> set[int]:
+        """The group and every group nested inside it."""
+        seen: set[int] = set()
+        stack = [group]
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.children.get(node, ()))
+        return seen
+
+    def grants_of(self, groups: Iterable[int]) -> frozenset[int]:
+        """Effective grants of holding all these groups (nesting included)."""
+        return frozenset(g for g in self.up(groups) if self.kind(g) == GRANT)
+
+    def size(self, group: int) -> int:
+        """Member values of the group and the groups nested in it: the most users who can reach it."""
+        return sum(len(self.members.get(node, ())) for node in self.below(group))
+
+    def reaching(self, group: int, among: Collection[int]) -> set[int]:
+        """The members of ``among`` who reach the group, directly or through nesting."""
+        pool = among if isinstance(among, (set, frozenset)) else frozenset(among)
+        found: set[int] = set()
+        for node in self.below(group):
+            found |= pool.intersection(self.members.get(node, ()))
+        return found
+
+    def holders(self, group: int) -> frozenset[int]:
+        """Every user (enabled or not) who reaches the group."""
+        if group not in self._holders:
+            below = (self.members.get(node, ()) for node in self.below(group))
+            self._holders[group] = frozenset(set().union(*below) - self.not_users)
+        return self._holders[group]
+
+    def reaching_all(self, grants: Iterable[int]) -> set[int]:
+        """Every user (enabled or not) who reaches all of the grants."""
+        found: set[int] | None = None
+        for grant in sorted(grants, key=self.size):
+            if grant not in self.groups:
+                return set()
+            found = set(self.holders(grant)) if found is None else self.reaching(grant, found)
+            if not found:
+                break
+        return found or set()
+
+    def direct_groups(self, idx: int) -> list[int]:
+        """The groups idx is a direct member of (a scan: cheap for one entry, wrong for many)."""
+        return sorted(g for g, members in self.members.items() if idx in members)
+
+    def assigned_grants(self, idx: int) -> frozenset[int]:
+        """Grants given to idx as such: direct grants, and the grants of the roles it holds.
+
+        Grants that only follow from grant nesting are left out: they come along anyway.
+        """
+        direct = self.direct_groups(idx)
+        grants = {g for g in direct if self.kind(g) == GRANT}
+        seen: set[int] = set()
+        stack = [g for g in direct if self.kind(g) == ROLE]
+        while stack:
+            role = stack.pop()
+            if role in seen:
+                continue
+            seen.add(role)
+            for parent in self.parents.get(role, ()):
+                if self.kind(parent) == GRANT:
+                    grants.add(parent)
+                else:
+                    stack.append(parent)
+        return frozenset(grants)
+
+    def reduce(self, grants: Iterable[int]) -> frozenset[int]:
+        """Drop grants another grant of the set already gives through nesting."""
+        wanted = set(grants)
+        implied = {g for h in wanted for g in self.up(self.parents.get(h, ())) & wanted if h not in self.up([g])}
+        return frozenset(wanted - implied)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A user who already reaches everything a role grants."""
+
+    user: int
+    explained: int  # direct grants the role would make redundant
+    direct: int  # all direct grants
+
+    @property
+    def share(self) -> float:
+        return self.explained / self.direct if self.direct else 0.0
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A user who lacks a few of a role's grants: moving them would give new access."""
+
+    user: int
+    missing: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    role_grants: frozenset[int]
+    safe: list[Candidate]
+    near: list[NearMiss]
+    disabled: int  # disabled users who would otherwise be candidates
+    holding: int  # users who already hold the role
+
+
+def rank_candidates(
+    graph: GroupGraph, role_grants: frozenset[int], on_role: Collection[int], max_missing: int = 1
+) -> Candidates:
+    """Users safe to migrate onto a role, best explained first; near-misses apart."""
+    reached: Counter[int] = Counter()
+    for grant in role_grants:
+        reached.update(graph.holders(grant) if grant in graph.groups else ())
+    need = len(role_grants)
+    skip = set(on_role)
+    complete = {u for u, n in reached.items() if n == need} - skip
+    safe_users = complete - graph.disabled
+    near_users = {u for u, n in reached.items() if need - max_missing <= n < need} - skip - graph.disabled
+    counts = direct_grant_counts(graph, safe_users, role_grants)
+    safe = [Candidate(u, *counts.get(u, (0, 0))) for u in safe_users]
+    safe.sort(key=lambda c: (-c.share, -c.explained, c.user))
+    near = [NearMiss(u, frozenset(g for g in role_grants if u not in graph.holders(g))) for u in near_users]
+    near.sort(key=lambda n: (len(n.missing), n.user))
+    return Candidates(role_grants, safe, near, len(complete & graph.disabled), len(skip - graph.not_users))
+
+
+def direct_grant_counts(graph: GroupGraph, users: set[int], within: frozenset[int]) -> dict[int, tuple[int, int]]:
+    """For each user: (direct grants inside ``within``, all direct grants)."""
+    explained: Counter[int] = Counter()
+    total: Counter[int] = Counter()
+    for grant in graph.of_kind(GRANT):
+        hit = users.intersection(graph.members.get(grant, ()))
+        total.update(hit)
+        if grant in within:
+            explained.update(hit)
+    return {u: (explained[u], total[u]) for u in total}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def suggest_name(parts: Iterable[str], taken: Collection[str], fallback: str = "new") -> str:
+    """'role-' and the slugs of parts, numbered when the name is taken (case-insensitively)."""
+    words = [s for s in (slug(p) for p in parts) if s] or [slug(fallback) or "new"]
+    base = ("role-" + "-".join(words))[: MAX_NAME - 4].rstrip("-")
+    lowered = {t.lower() for t in taken}
+    name, number = base, 2
+    while name.lower() in lowered:
+        name, number = f"{base}-{number}", number + 1
+    return name
+
+
+@dataclass
+class MinedNames:
+    """Names for mined roles, unique among themselves and the names already taken."""
+
+    taken: set[str] = field(default_factory=set)
+
+    def name(self, grants: Collection[str], holder_attrs: list[Mapping[str, str]], baseline: bool = False) -> str:
+        parts = ["baseline"] if baseline else _common_attrs(holder_attrs) or _common_prefix(grants)
+        chosen = suggest_name(parts, self.taken, fallback="mined")
+        self.taken.add(chosen)
+        return chosen
+
+
+def _common_attrs(holder_attrs: list[Mapping[str, str]]) -> list[str]:
+    """The peer-attribute values most holders share (all of them, else the first), or []."""
+    if not holder_attrs:
+        return []
+    for width in (None, 1):
+        counts = Counter(tuple(attrs.values())[:width] for attrs in holder_attrs if attrs)
+        if counts:
+            values, count = counts.most_common(1)[0]
+            if values and 2 * count >= len(holder_attrs):
+                return list(values)
+    return []
+
+
+def _common_prefix(grants: Collection[str]) -> list[str]:
+    """The first word the grant names share ('fin-ledger-read', 'fin-ap-read' → 'fin'), or []."""
+    heads = {re.split(r"[-_. ]", g, maxsplit=1)[0].lower() for g in grants}
+    return list(heads) if len(heads) == 1 else []

@@ -1,0 +1,173 @@
+"""Orphan-report benchmark: ``rbac-migrate report orphans`` from the store against ``ldapsearch``.
+
+Loads a synthetic organisation into a throwaway slapd and takes one snapshot.  Then, in the
+same run, alternates an ldapsearch pass re-reading the directory (the searches a snapshot
+makes) with ``report orphans --format json`` from the store, and prints the median of each
+and their ratio.  Finally it writes the HTML report, prints its size, and times headless
+chromium opening it (the page records when its findings table was drawn).
+
+    python tests/benchmarks/bench_orphans.py [--users N] [--seed S] [--repeat R] [--keep]
+
+Target: report orphans faster than ldapsearch (ratio < 1).  Exit status: 0 when every step
+ran (whether or not the target was met), 1 when one failed to run, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# bench_snapshot also puts the repository on sys.path, so rbac_migrate imports after it.
+from bench_snapshot import (  # noqa: E402
+    Bench,
+    BenchError,
+    Run,
+    _tail,
+    child_env,
+    cli_path,
+    keep_running,
+    ldapsearch_pass,
+    prepare,
+    run_child,
+    snapshot_take,
+    start_server,
+    warm_up,
+    write_config,
+    write_private,
+)
+
+from rbac_migrate.sandbox import SandboxError, Slapd  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+)  # fmt: skip
+
+
+def report(bench: Bench, name: str, *args: str) -> Run:
+    """One ``report orphans`` read from the store."""
+    argv = [bench.cli, "--config", str(bench.config), "report", "orphans", *args]
+    return run_child(argv, bench.env, bench.tmp / f"{name}.out", bench.tmp / f"{name}.err")
+
+
+def measure(bench: Bench, repeat: int) -> tuple[list[Run], list[Run]]:
+    """Alternate the two so drift in the machine's load affects both alike."""
+    searches, reports = [], []
+    for _ in range(repeat):
+        searches.append(ldapsearch_pass(bench))
+        reports.append(report(bench, "orphans-json", "--format", "json"))
+    return searches, reports
+
+
+def open_in_chromium(page: Path, tmp: Path) -> tuple[float, int | None]:
+    """Wall time of headless chromium dumping the rendered page, and the page's own draw time."""
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
+    argv = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()]
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(profile, ignore_errors=True)
+    if done.returncode != 0 or 'data-ready="true"' not in done.stdout:
+        raise BenchError(f"chromium did not render {page.name}: {done.stderr.strip()[-400:]}")
+    drawn = re.search(r'data-render-ms="(\d+)"', done.stdout)
+    return seconds, int(drawn.group(1)) if drawn else None
+
+
+def html_step(bench: Bench) -> None:
+    page = bench.tmp / "orphans.html"
+    run = report(bench, "orphans-html", "--format", "html", "-o", str(page))
+    size = page.stat().st_size
+    print(f"html: report orphans --format html in {run.seconds:.2f} s; file {size:,} bytes ({size / 2**20:.1f} MiB)")
+    if not CHROMIUM.exists():
+        print(f"html: {CHROMIUM} not installed, render time not measured")
+        return
+    blank = bench.tmp / "blank.html"
+    blank.write_text('<!DOCTYPE html><html><body data-ready="true"></body></html>', encoding="utf-8")
+    baseline, _ = open_in_chromium(blank, bench.tmp)
+    seconds, drawn = open_in_chromium(page, bench.tmp)
+    print(
+        f"html: headless chromium opened it in {seconds:.2f} s wall ({baseline:.2f} s for an empty page); "
+        f"findings table drawn {drawn} ms after navigation started"
+    )
+
+
+def summary_line(path: Path) -> str:
+    document = json.loads(path.read_text(encoding="utf-8"))
+    counts = ", ".join(f"{category} {count:,}" for category, count in document["summary"].items())
+    return f"{len(document['findings']):,} findings: {counts}"
+
+
+def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
+    cli = cli_path()
+    org, ldif = prepare(args, tmp)
+    start_server(server, ldif)
+    bench = Bench(org, server, tmp, tmp / "rbac-migrate.yml", tmp / "admin.pw", cli, child_env(server.admin_password))
+    write_private(bench.password_file, server.admin_password)
+    write_config(bench.config, org, server, bench.store_path)
+    warm_up(bench)
+    taken = snapshot_take(bench)
+    print(f"snapshot take (once): {taken.seconds:.2f} s; {_tail(tmp / 'snapshot.err').rsplit(' | ', 1)[-1]}")
+    searches, reports = measure(bench, args.repeat)
+    print(f"report: {summary_line(tmp / 'orphans-json.out')}")
+    print(f"runs ({args.repeat} each, seconds):")
+    print("  ldapsearch:     " + " ".join(f"{r.seconds:.2f}" for r in searches))
+    print("  report orphans: " + " ".join(f"{r.seconds:.2f}" for r in reports))
+    reference = statistics.median(r.seconds for r in searches)
+    ours = statistics.median(r.seconds for r in reports)
+    peak = max(r.rss_kib for r in reports) / 1024
+    verdict = "met" if ours < reference else "NOT met"
+    print(
+        f"report orphans {ours:.2f} s vs ldapsearch {reference:.2f} s: ratio {ours / reference:.2f} "
+        f"(target < 1: {verdict}); report peak RSS {peak:.0f} MiB"
+    )
+    html_step(bench)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000, help="users in the generated org (default 100000)")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs of each step (default 3)")
+    parser.add_argument("--keep", action="store_true", help="leave the server running and the files in place")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-orphans-"))
+    server = Slapd(workdir=tmp / "slapd")
+    status = 0
+    try:
+        benchmark(args, tmp, server)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        status = 130
+    except (BenchError, SandboxError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"bench_orphans: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        if args.keep and server.config_dir.exists():
+            keep_running(server, tmp)
+        else:
+            server.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
