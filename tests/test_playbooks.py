@@ -101,3 +101,37 @@ def test_gate_closes_after_a_rollback(org):
     assert "gate 'gate-1' is closed: batch 1 was rolled back" in result.err
     actions = [r.action for r in open_store(org.store_url).audit_records()]
     assert actions.count("playbook.step") == 2 and "playbook.start" in actions
+
+
+def test_new_joiner_playbook_end_to_end(org):
+    dept, title = org.sample.role_profiles[ROLE]
+    dn = f"uid=newbie,{org.sample.people_dn}"
+    org.slapd.ldapadd(
+        f"dn: {dn}\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New Bie\nsn: Bie\n"
+        f"departmentNumber: {dept}\ntitle: {title}\n\n"
+    )
+    book = str(ROOT / "playbooks" / "new-joiner.yml")
+    args = ["playbook", "run", book, "--var", "user=newbie", "--var", f"role={ROLE}", "--var", "ticket=HR-12"]
+    waiting = org.run(*args)
+    assert waiting.code == 5 and "waiting for confirmation" in waiting.err  # nobody confirmed yet
+    done = org.run(*args, "--yes")
+    assert done.code == 0, done.err
+    role_dn = next(g.dn for g in org.sample.groups if g.cn == ROLE)
+    listing = org.slapd.ldapsearch(role_dn, "(objectClass=*)", "member", scope="base").lower()
+    assert dn.lower() in listing
+    shown = json.loads(org.run("access", "show", "newbie", "--format", "json").out)
+    assert shown["roles"] == [ROLE]
+    assert {g["grant"] for g in shown["grants"]} == set(org.sample.profiles[(dept, title)])
+
+
+def test_orphan_audit_playbook_writes_reports_and_verifies(org, tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    book = str(ROOT / "playbooks" / "orphan-audit.yml")
+    result = org.run("playbook", "run", book, "--var", f"out={out}")
+    assert result.code == 0, result.err
+    summary = json.loads((out / "orphans.json").read_text())["summary"]
+    assert summary["leaver-grant"] > 0 and summary["dangling-member"] > 0
+    assert "<html" in (out / "orphans.html").read_text().lower()
+    assert (out / "orphans.csv").read_text().splitlines()[0].startswith("category")
+    assert "intact" in result.err + result.out
