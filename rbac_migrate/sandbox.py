@@ -667,6 +667,22 @@ olcRefintAttribute: uniqueMember
         self._proc = None
         _RUNNING.discard(self)
 
+    def detach(self) -> Path:
+        """Hand the data over to a daemonised slapd that outlives this process; return its pid file.
+
+        The caller owns the server from then on: ``kill $(cat PIDFILE)`` stops it.
+        """
+        self.stop()
+        urls = f"{self.url}/ {self.ldapi_url}"
+        done = subprocess.run(
+            [self._binary("slapd"), "-F", str(self.config_dir), "-h", urls],
+            capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT,
+        )
+        if done.returncode != 0:
+            raise SandboxError(f"slapd did not restart in the background: {_one_line(done.stderr)}")
+        self.keep = True
+        return self.workdir / "slapd.pid"
+
     def restart(self) -> None:
         """Stop (if running) and start again with the same config and data.
 

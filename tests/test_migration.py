@@ -74,6 +74,9 @@ def test_apply_moves_users_onto_the_role_without_changing_access(ready, tmp_path
     records = open_store(org.store_url).audit_records()
     assert [r.action for r in records] == ["migrate.start", "migrate.user", "migrate.user", "batch.applied"]
     assert all(r.ticket == "CHG-1" for r in records)
+    first = records[1].details["changes"]
+    assert {(c["before"], c["after"]) for c in first} == {("absent", "present"), ("present", "absent")}
+    assert all(c["value"] == users[0].dn for c in first)
 
 
 def test_rollback_restores_every_member_value_exactly_and_twice_is_harmless(ready, tmp_path):

@@ -51,7 +51,8 @@ def _write_config(folder: Path, server, org) -> Path:
 @click.command()
 @click.option("--users", default=200, show_default=True, help="Size of the sample organisation.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the sample organisation.")
-def demo(users: int, seed: int) -> None:
+@click.option("--keep", is_flag=True, help="Leave the directory running and print how to continue by hand.")
+def demo(users: int, seed: int, keep: bool) -> None:
     """Run the story on a throwaway local slapd seeded with a sample organisation.
 
     Needs OpenLDAP's slapd and ldap-utils (apt-get install slapd ldap-utils); nothing is
@@ -76,9 +77,24 @@ def demo(users: int, seed: int) -> None:
         config = _write_config(folder, server, org)
         os.environ["RBAC_MIGRATE_CONFIG"] = str(config)
         _tour(org)
-    finally:
+    except BaseException:
         server.stop()
-    note(f"\nThe demo's files are in {folder}.")
+        raise
+    if not keep:
+        server.stop()
+        note(f"\nThe demo's files are in {folder}; its directory has been stopped.")
+        return
+    try:
+        pidfile = server.detach()
+    except SandboxError as exc:
+        raise DemoError(str(exc)) from None
+    note(
+        f"\nThe directory keeps running at {server.url}. Continue by hand:\n"
+        f"  export RBAC_MIGRATE_CONFIG={config}\n"
+        f"  rbac-migrate joiner propose {org.users[0].uid}\n"
+        f"  rbac-migrate report orphans\n"
+        f"Stop it with: kill $(cat {pidfile})"
+    )
 
 
 def _tour(org) -> None:

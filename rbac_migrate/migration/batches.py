@@ -106,13 +106,19 @@ def _run(store, directory, settings, batch: Batch, progress: Callable[[str], Non
                 user.user_dn,
                 batch.ticket,
                 batch=batch.id,
-                before=[f"{s.op} {s.group_dn}" for s in batch.steps_of(user.position)],
-                after="verified",
+                changes=[_change_record(s) for s in batch.steps_of(user.position)],
+                access="verified unchanged",
             )
         )
     count = len(batch.users)
     _finish(store, batch, "applied", f"{count} user{'s' if count != 1 else ''} verified")
     return store.batch(batch.id)
+
+
+def _change_record(step: Step) -> dict:
+    """One member value as it was before the batch and as the batch left it."""
+    states = ("absent", "present") if step.op == "add" else ("present", "absent")
+    return {"group": step.group_dn, "value": step.value, "before": states[0], "after": states[1]}
 
 
 def _finish(store, batch: Batch, status: str, message: str) -> None:

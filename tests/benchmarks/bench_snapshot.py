@@ -347,15 +347,11 @@ def rss_note() -> str:
 
 def keep_running(server: Slapd, tmp: Path) -> None:
     """Hand the server over to a detached slapd so it outlives this process."""
-    server.stop()
-    urls = f"{server.url}/ {server.ldapi_url}"
-    done = subprocess.run(
-        [find_binary("slapd"), "-F", str(server.config_dir), "-h", urls], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        print(f"kept files in {tmp}; slapd did not restart: {done.stderr.strip()}", file=sys.stderr)
+    try:
+        pidfile = server.detach()
+    except SandboxError as exc:
+        print(f"kept files in {tmp}; {exc}", file=sys.stderr)
         return
-    pidfile = server.workdir / "slapd.pid"
     print(f"kept: files in {tmp}, slapd at {server.url} (stop it with: kill $(cat {pidfile}))", file=sys.stderr)
 
 
