@@ -43,6 +43,7 @@ class CheckReport:
     grant_groups: int
     roles: int
     nested_member_of: bool
+    primary_group_members: int | None = None  # AD only: memberships that member does not list
 
 
 def check(settings: Settings, prompt: Prompt | None = None) -> CheckReport:
@@ -66,7 +67,17 @@ def check(settings: Settings, prompt: Prompt | None = None) -> CheckReport:
             grant_groups=count(settings.grant_base, GROUP_FILTER),
             roles=count(settings.role_base, GROUP_FILTER),
             nested_member_of=_nested_member_of(directory, settings),
+            primary_group_members=_primary_group_members(directory, settings),
         )
+
+
+def _primary_group_members(directory: Directory, settings: Settings) -> int | None:
+    """Accounts whose primary group is a managed group: reported, never changed (AD only)."""
+    if settings.flavour != "ad":
+        return None
+    from .directory.ad import primary_group_members
+
+    return len(primary_group_members(directory, settings))
 
 
 def _nested_member_of(directory: Directory, settings: Settings) -> bool:

@@ -74,8 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("id_attribute", None, "Attribute naming a user: uid (openldap) or sAMAccountName (ad)"),
     Setting(
         "peer_attributes",
-        ["departmentNumber", "title"],
-        "Attributes that make users peers (comma separated)",
+        None,
+        "Attributes that make users peers, comma separated (default depends on flavour)",
         "list",
     ),
     Setting("grant_base", None, "Subtree of managed grant groups (the access to migrate)"),
@@ -106,13 +106,15 @@ SETTINGS: tuple[Setting, ...] = (
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
-FLAVOUR_DEFAULTS: dict[str, dict[str, str]] = {
+FLAVOUR_DEFAULTS: dict[str, dict[str, Any]] = {
     "openldap": {
+        "peer_attributes": ["departmentNumber", "title"],
         "user_filter": "(objectClass=inetOrgPerson)",
         "id_attribute": "uid",
         "disabled_filter": "(|(pwdAccountLockedTime=*)(employeeType=leaver))",
     },
     "ad": {
+        "peer_attributes": ["department", "title"],
         "user_filter": "(&(objectCategory=person)(objectClass=user))",
         "id_attribute": "sAMAccountName",
         "disabled_filter": "(userAccountControl:1.2.840.113556.1.4.803:=2)",

@@ -217,6 +217,8 @@ def test_primary_group_members_are_found_though_member_omits_them(org, directory
     assert primary_group_members(directory, settings) == [(dn, grant.dn)]
     # AD drops the member value once the group is primary: the membership is invisible to a snapshot.
     assert dn.lower() not in members(org, grant.dn)
+    checked = json.loads(org.run("check", "--format", "json").out)
+    assert checked["primary-group members (never changed)"] == 1
 
 
 # -- the harness ------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ def check(app, fmt) -> None:
         {"item": "assertion control", "value": caps.assertion},
         {"item": "nested memberOf", "value": report.nested_member_of},
     ]
+    if report.primary_group_members is not None:
+        rows.append({"item": "primary-group members (never changed)", "value": report.primary_group_members})
     document = {row["item"]: row["value"] for row in rows}
     emit(rows, fmt, ["item", "value"], document=document)
 
