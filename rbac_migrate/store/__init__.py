@@ -141,7 +141,8 @@ class Store:
                     memberships=info.memberships,
                 )
             ).inserted_primary_key[0]
-            rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx)) for e in snap.entries]
+            attrs_json: dict[tuple, str] = {}  # peers share attribute values: encode each set once
+            rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx), attrs_json) for e in snap.entries]
             bulk_insert(conn, snapshot_entries, ENTRY_COLUMNS, rows)
             # Fresh statistics keep look-ups by name on their index once a large snapshot lands.
             conn.exec_driver_sql("ANALYZE snapshot_entries")
@@ -276,7 +277,13 @@ ENTRY_COLUMNS = (
 )
 
 
-def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) -> tuple:
+def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None, attrs_json: dict) -> tuple:
+    attrs = None
+    if entry.attrs:
+        key = tuple(entry.attrs.items())
+        attrs = attrs_json.get(key)
+        if attrs is None:
+            attrs = attrs_json[key] = json.dumps(dict(entry.attrs), separators=(",", ":"))
     return (
         snapshot_id,
         entry.idx,
@@ -287,7 +294,7 @@ def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None) 
         entry.name.lower(),
         entry.uuid,
         entry.enabled,
-        json.dumps(dict(entry.attrs), separators=(",", ":")) if entry.attrs else None,
+        attrs,
         _pack(members) if members is not None else None,
     )
 
