@@ -14,6 +14,8 @@ def test_demo_runs_end_to_end(require_slapd, tmp_path):
     assert " → " in result.out  # access explain printed a path
     assert "$ rbac-migrate migrate apply" in result.err and "batch 1 applied" in result.err
     assert "restored" in result.out  # the rollback step undid the wave
+    assert "$ rbac-migrate joiner onboard newjoiner --proposal 1" in result.err
+    assert "$ rbac-migrate report orphans --format html" in result.err
 
 
 def test_demo_without_slapd_says_how_to_install(tmp_path, monkeypatch):

@@ -76,7 +76,8 @@ def demo(users: int, seed: int, keep: bool) -> None:
     try:
         config = _write_config(folder, server, org)
         os.environ["RBAC_MIGRATE_CONFIG"] = str(config)
-        _tour(org)
+        _add_joiner(server, org)
+        _tour(org, folder)
     except BaseException:
         server.stop()
         raise
@@ -97,10 +98,26 @@ def demo(users: int, seed: int, keep: bool) -> None:
     )
 
 
-def _tour(org) -> None:
+JOINER = "newjoiner"
+
+
+def _add_joiner(server, org) -> None:
+    """A new hire, in the directory with no access yet: the service desk's starting point."""
+    dept, title = org.role_profiles[_busiest_role(org)]
+    server.ldapadd(
+        f"dn: uid={JOINER},{org.people_dn}\nobjectClass: inetOrgPerson\nuid: {JOINER}\ncn: New Joiner\n"
+        f"sn: Joiner\ndepartmentNumber: {dept}\ntitle: {title}\n\n"
+    )
+
+
+def _busiest_role(org) -> str:
+    return max(org.role_profiles, key=lambda r: sum(1 for u in org.users if _candidate(org, u, r)))
+
+
+def _tour(org, folder: Path) -> None:
     holder = next(u for u in org.users if not u.leaver and org.effective_grants(u.uid) - u.direct_grants)
     grant = sorted(org.effective_grants(holder.uid) - holder.direct_grants)[0]
-    role = max(org.role_profiles, key=lambda r: sum(1 for u in org.users if _candidate(org, u, r)))
+    role = _busiest_role(org)
     mover = next(u for u in org.users if _candidate(org, u, role))
     _step("check", "Connect, bind, verify the configured bases and see what the server offers.", "check")
     _step(
@@ -118,6 +135,25 @@ def _tour(org) -> None:
         holder.uid,
     )
     _step("explain", f"Why does {holder.uid} have {grant}?", "access", "explain", holder.uid, grant)
+    _step(
+        "joiner",
+        f"A new hire, {JOINER}, starts on Monday. Which role fits, with evidence from their peers?",
+        "joiner",
+        "propose",
+        JOINER,
+    )
+    _step(
+        "onboard",
+        "Give the joiner the proposed role: their access comes through the role from day one.",
+        "joiner",
+        "onboard",
+        JOINER,
+        "--proposal",
+        "1",
+        "--ticket",
+        "DEMO-0",
+        "--yes",
+    )
     _step(
         "plan",
         f"Plan the first wave: move {mover.uid} onto {role}. The role gets added, the direct grants it "
@@ -144,6 +180,16 @@ def _tour(org) -> None:
         "--yes",
     )
     _step("batches", "Every batch, with its outcome.", "batches", "list")
+    _step(
+        "orphans",
+        "The auditor's view: leftover and orphaned rights, as a self-contained HTML page.",
+        "report",
+        "orphans",
+        "--format",
+        "html",
+        "-o",
+        str(folder / "orphans.html"),
+    )
     _step(
         "rollback",
         "Changed your mind? Roll the batch back: exactly the prior member values return.",
