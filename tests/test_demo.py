@@ -9,7 +9,7 @@ def test_demo_runs_end_to_end(require_slapd, tmp_path):
     result = run(["demo", "--users", "60", "--seed", "2"], {"HOME": str(tmp_path), "TMPDIR": str(tmp_path)})
     assert result.code == 0, result.err
     assert "$ rbac-migrate check" in result.err
-    assert "snapshot 1: 60 users" in result.err
+    assert "snapshot 1: 61 users" in result.err  # the sample org and the new joiner
     assert "nested memberOf    yes" in result.out
     assert " → " in result.out  # access explain printed a path
     assert "$ rbac-migrate migrate apply" in result.err and "batch 1 applied" in result.err

@@ -122,7 +122,7 @@ def _tour(org, folder: Path) -> None:
     _step("check", "Connect, bind, verify the configured bases and see what the server offers.", "check")
     _step(
         "snapshot",
-        f"Copy who holds what ({len(org.users)} users) into the state store. Everything read-only "
+        f"Copy who holds what ({len(org.users) + 1} users) into the state store. Everything read-only "
         "works from snapshots, so the directory is read once.",
         "snapshot",
         "take",
