@@ -124,3 +124,17 @@ def test_empty_placeholder_member_is_not_a_member(org):
     role = next(e for e in snap.entries if e.name == "role-empty")
     assert snap.members[role.idx] == ()
     assert not any(e.dn == "" for e in snap.entries)
+
+
+def test_check_counts_and_capabilities(org):
+    result = org.run("check", "--format", "json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    sample = org.sample
+    assert report["users"] == len(sample.users)
+    assert report["disabled users"] == sum(1 for u in sample.users if u.leaver)
+    assert report["grant groups"] == sum(1 for g in sample.groups if g.kind == "grant")
+    assert report["roles"] == sum(1 for g in sample.groups if g.kind == "role")
+    assert report["paged results"] is True and report["LDAP transactions"] is True
+    assert report["nested memberOf"] is True and report["TLS"] == "none"
+    assert report["bound as"] == org.slapd.admin_dn
