@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from .sandbox import NotInstalledError, SandboxError, find_binary
+from .sandbox import LdapUtilsMixin, NotInstalledError, SandboxError, _one_line, find_binary
 
 if TYPE_CHECKING:
     from typing import Self
@@ -50,7 +50,6 @@ HOST_NAME = "RBACDC"
 PROVISION_TIMEOUT = 180.0
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
-TOOL_TIMEOUT = 600.0
 LOG_TAIL_LINES = 5
 _LOG_HEADER = re.compile(r"^\[\d{4}/\d\d/\d\d [\d:.]+, +\d+\]")
 # An anonymous LDAPv3 simple bind, message id 1: the cheapest request every DC answers.
@@ -82,11 +81,6 @@ def check_can_run() -> None:
         raise NotInstalledError(f"{INSTALL_HINT} ({SCHEMA_DIR} not found)")
     if os.geteuid() != 0:
         raise NeedsRootError("a throwaway Samba AD DC needs root: samba-tool and samba refuse to run otherwise")
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    flat = "; ".join(line.strip() for line in text.splitlines() if line.strip())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _answers_ldap(address: str, timeout: float = 1.0) -> bool:
@@ -128,7 +122,7 @@ def _stop_all_at_exit() -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class SambaDC:
+class SambaDC(LdapUtilsMixin):
     """A throwaway Samba AD domain controller running as a child of this process.
 
     Use it as a context manager, or call :meth:`start` and :meth:`cleanup`.
@@ -204,27 +198,6 @@ class SambaDC:
         if self.address is None:
             raise SandboxError("this domain controller has not been started, so it has no address yet")
         return self.address
-
-    # -- tools ------------------------------------------------------------
-
-    def _run(self, argv: list[str], what: str, stdin: str | None = None, timeout: float = TOOL_TIMEOUT) -> str:
-        """Run a tool, returning stdout, raising SandboxError with its output."""
-        env = dict(os.environ, LDAPNOINIT="1")  # keep ~/.ldaprc and /etc/ldap/ldap.conf out of the picture
-        try:
-            done = subprocess.run(
-                argv,
-                input=stdin.encode() if stdin is not None else None,
-                capture_output=True,
-                timeout=timeout,
-                env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise SandboxError(f"{what} timed out after {timeout:g} s") from None
-        if done.returncode != 0:
-            detail = _one_line(done.stderr.decode(errors="replace") or done.stdout.decode(errors="replace"))
-            raise SandboxError(f"{what} failed (exit {done.returncode}): {detail}")
-        return done.stdout.decode(errors="replace")
 
     # -- set-up -------------------------------------------------------------
 
@@ -421,44 +394,11 @@ class SambaDC:
         state = f"pid {self.pid}" if self.is_running() else "stopped"
         return f"<SambaDC {self.address or 'no address'} {self.realm} {state} in {self.workdir}>"
 
-    # -- ldap-utils helpers, with the same signatures as Slapd's ------------
+    # -- ldap-utils helpers (the rest come from LdapUtilsMixin) ---------------
 
-    def _admin_args(self) -> list[str]:
-        path = self.workdir / "admin.pw"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.admin_password)
-        return ["-x", "-H", self.url, "-D", self.admin_dn, "-y", str(path)]
-
-    @staticmethod
-    def _ldap_tool(name: str) -> str:
+    def _binary(self, name: str) -> str:
+        """Locate an ldap-utils binary; the Samba ones are found by :func:`_samba_binary`."""
         try:
             return find_binary(name)
         except NotInstalledError:
             raise NotInstalledError(LDAP_UTILS_HINT) from None
-
-    def ldapadd(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
-        """Add entries from LDIF text, bound as the administrator."""
-        argv = [self._ldap_tool("ldapmodify"), "-a", *self._admin_args()]
-        self._run(argv, "ldapadd", stdin=ldif_text, timeout=timeout)
-
-    def ldapmodify(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
-        """Apply LDIF change records, bound as the administrator."""
-        self._run([self._ldap_tool("ldapmodify"), *self._admin_args()], "ldapmodify", stdin=ldif_text, timeout=timeout)
-
-    def ldapdelete(self, dn: str, *, recursive: bool = False, missing_ok: bool = False) -> None:
-        """Delete an entry (and its subtree with ``recursive``), bound as the administrator."""
-        argv = [self._ldap_tool("ldapdelete"), *self._admin_args(), *(["-r"] if recursive else []), dn]
-        try:
-            self._run(argv, f"ldapdelete of {dn}")
-        except SandboxError as exc:
-            if missing_ok and "(exit 32)" in str(exc):
-                return
-            raise
-
-    def ldapsearch(self, base: str, filterstr: str = "(objectClass=*)", *attrs: str, scope: str = "sub") -> str:
-        """Search bound as the administrator; return the LDIF text (``-LLL``, unwrapped)."""
-        argv = [self._ldap_tool("ldapsearch"), *self._admin_args(), "-LLL", "-o", "ldif-wrap=no"]
-        argv += ["-s", scope, "-b", base, filterstr, *attrs]
-        return self._run(argv, f"ldapsearch of {base}")

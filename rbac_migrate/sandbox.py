@@ -214,6 +214,100 @@ authorityKeyIdentifier = keyid:always
 """
 
 
+class LdapUtilsMixin:
+    """Run tools, and the ldap-utils binaries bound as the administrator, against a throwaway server.
+
+    Shared by :class:`Slapd` and :class:`rbac_migrate.samba.SambaDC`, so both offer the same
+    helpers.  The host supplies :attr:`url`, ``admin_dn``, ``admin_password``, ``workdir``
+    (where the password file goes) and :meth:`_binary`, which locates an ldap-utils binary.
+    """
+
+    admin_dn: str
+    admin_password: str
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        """LDAP URL on which the administrator may make a simple bind."""
+        raise NotImplementedError
+
+    def _binary(self, name: str) -> str:
+        """Locate a binary or raise :class:`NotInstalledError`."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _tool_env() -> dict[str, str]:
+        """Environment that keeps ~/.ldaprc and /etc/ldap/ldap.conf out of the picture."""
+        env = dict(os.environ)
+        env["LDAPNOINIT"] = "1"
+        return env
+
+    def _run(self, argv: list[str], what: str, stdin: str | None = None, timeout: float = TOOL_TIMEOUT) -> str:
+        """Run a tool, returning stdout, raising SandboxError with its stderr (or stdout if that is empty)."""
+        try:
+            done = subprocess.run(
+                argv,
+                input=stdin.encode() if stdin is not None else None,
+                capture_output=True,
+                timeout=timeout,
+                env=self._tool_env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SandboxError(f"{what} timed out after {timeout:g} s") from None
+        if done.returncode != 0:
+            detail = _one_line(done.stderr.decode(errors="replace") or done.stdout.decode(errors="replace"))
+            raise SandboxError(f"{what} failed (exit {done.returncode}): {detail}")
+        return done.stdout.decode(errors="replace")
+
+    def _password_file(self) -> Path:
+        """A file holding the admin password, readable by its owner only (for ``-y``)."""
+        path = self.workdir / "admin.pw"
+        if not path.exists():
+            _write_private(path, self.admin_password)
+        return path
+
+    def _admin_args(self) -> list[str]:
+        """Arguments binding a tool as the admin over TCP."""
+        return ["-x", "-H", self.url, "-D", self.admin_dn, "-y", str(self._password_file())]
+
+    def ldapadd(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
+        """Add entries from LDIF text, bound as the admin."""
+        argv = [self._binary("ldapmodify"), "-a", *self._admin_args()]
+        self._run(argv, "ldapadd", stdin=ldif_text, timeout=timeout)
+
+    def ldapmodify(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
+        """Apply LDIF change records, bound as the admin."""
+        argv = [self._binary("ldapmodify"), *self._admin_args()]
+        self._run(argv, "ldapmodify", stdin=ldif_text, timeout=timeout)
+
+    def ldapdelete(self, dn: str, *, recursive: bool = False, missing_ok: bool = False) -> None:
+        """Delete an entry (and its subtree with ``recursive``), bound as the admin."""
+        argv = [self._binary("ldapdelete"), *self._admin_args(), *(["-r"] if recursive else []), dn]
+        try:
+            self._run(argv, f"ldapdelete of {dn}")
+        except SandboxError as exc:
+            if missing_ok and "(exit 32)" in str(exc):
+                return
+            raise
+
+    def ldapsearch(self, base: str, filterstr: str = "(objectClass=*)", *attrs: str, scope: str = "sub") -> str:
+        """Search bound as the admin; return the LDIF text (``-LLL``, unwrapped)."""
+        argv = [self._binary("ldapsearch"), *self._admin_args(), "-LLL", "-o", "ldif-wrap=no"]
+        argv += ["-s", scope, "-b", base, filterstr, *attrs]
+        return self._run(argv, f"ldapsearch of {base}")
+
+    def exists(self, dn: str) -> bool:
+        """Tell whether an entry exists."""
+        try:
+            self.ldapsearch(dn, "(objectClass=*)", "1.1", scope="base")
+        except SandboxError as exc:
+            if "(exit 32)" in str(exc):
+                return False
+            raise
+        return True
+
+
 def _stop_all_at_exit() -> None:
     """Kill servers a crashed or careless caller left running."""
     for server in list(_RUNNING):
@@ -223,7 +317,7 @@ def _stop_all_at_exit() -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class Slapd:
+class Slapd(LdapUtilsMixin):
     """A throwaway OpenLDAP server running as a child of this process.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -351,31 +445,6 @@ class Slapd:
         if found is None:
             raise NotInstalledError(OPENSSL_HINT)
         return found
-
-    @staticmethod
-    def _tool_env() -> dict[str, str]:
-        """Environment that keeps ~/.ldaprc and /etc/ldap/ldap.conf out of the picture."""
-        env = dict(os.environ)
-        env["LDAPNOINIT"] = "1"
-        return env
-
-    def _run(self, argv: list[str], what: str, stdin: str | None = None, timeout: float = TOOL_TIMEOUT) -> str:
-        """Run a tool, returning stdout, raising SandboxError with its stderr."""
-        try:
-            done = subprocess.run(
-                argv,
-                input=stdin.encode() if stdin is not None else None,
-                capture_output=True,
-                timeout=timeout,
-                env=self._tool_env(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise SandboxError(f"{what} timed out after {timeout:g} s") from None
-        if done.returncode != 0:
-            detail = _one_line(done.stderr.decode(errors="replace") or done.stdout.decode(errors="replace"))
-            raise SandboxError(f"{what} failed (exit {done.returncode}): {detail}")
-        return done.stdout.decode(errors="replace")
 
     # -- configuration ---------------------------------------------------
 
@@ -731,54 +800,7 @@ olcRefintAttribute: uniqueMember
         state = f"pid {self.pid}" if self.is_running() else "stopped"
         return f"<Slapd {self.url} {self.suffix} {state} in {self.workdir}>"
 
-    # -- ldap-utils helpers -------------------------------------------------
-
-    def _password_file(self) -> Path:
-        """A file holding the admin password, readable by its owner only (for ``-y``)."""
-        path = self.workdir / "admin.pw"
-        if not path.exists():
-            _write_private(path, self.admin_password)
-        return path
-
-    def _admin_args(self) -> list[str]:
-        """Arguments binding a tool as the admin over TCP."""
-        return ["-x", "-H", self.url, "-D", self.admin_dn, "-y", str(self._password_file())]
-
-    def ldapadd(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
-        """Add entries from LDIF text, bound as the admin."""
-        argv = [self._binary("ldapmodify"), "-a", *self._admin_args()]
-        self._run(argv, "ldapadd", stdin=ldif_text, timeout=timeout)
-
-    def ldapmodify(self, ldif_text: str, timeout: float = TOOL_TIMEOUT) -> None:
-        """Apply LDIF change records, bound as the admin."""
-        argv = [self._binary("ldapmodify"), *self._admin_args()]
-        self._run(argv, "ldapmodify", stdin=ldif_text, timeout=timeout)
-
-    def ldapdelete(self, dn: str, *, recursive: bool = False, missing_ok: bool = False) -> None:
-        """Delete an entry (and its subtree with ``recursive``), bound as the admin."""
-        argv = [self._binary("ldapdelete"), *self._admin_args(), *(["-r"] if recursive else []), dn]
-        try:
-            self._run(argv, f"ldapdelete of {dn}")
-        except SandboxError as exc:
-            if missing_ok and "(exit 32)" in str(exc):
-                return
-            raise
-
-    def ldapsearch(self, base: str, filterstr: str = "(objectClass=*)", *attrs: str, scope: str = "sub") -> str:
-        """Search bound as the admin; return the LDIF text (``-LLL``, unwrapped)."""
-        argv = [self._binary("ldapsearch"), *self._admin_args(), "-LLL", "-o", "ldif-wrap=no"]
-        argv += ["-s", scope, "-b", base, filterstr, *attrs]
-        return self._run(argv, f"ldapsearch of {base}")
-
-    def exists(self, dn: str) -> bool:
-        """Tell whether an entry exists."""
-        try:
-            self.ldapsearch(dn, "(objectClass=*)", "1.1", scope="base")
-        except SandboxError as exc:
-            if "(exit 32)" in str(exc):
-                return False
-            raise
-        return True
+    # -- test data and cn=config --------------------------------------------
 
     @contextlib.contextmanager
     def scratch_subtree(self) -> Iterator[str]:

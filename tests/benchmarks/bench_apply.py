@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,20 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_snapshot also puts the repository on sys.path, so rbac_migrate imports after it.
-from bench_snapshot import (  # noqa: E402
-    BenchError,
-    child_env,
-    cli_path,
-    keep_running,
-    prepare,
-    start_server,
-    write_config,
-    write_private,
-)
+# common also puts the repository on sys.path, so rbac_migrate imports after it.
+import common  # noqa: E402
+from common import BenchError, add_keep, add_seed, new_parser, render, run_benchmark  # noqa: E402
 
 from rbac_migrate.sampleorg import SampleOrg, SampleUser  # noqa: E402
-from rbac_migrate.sandbox import SandboxError, Slapd, find_binary  # noqa: E402
+from rbac_migrate.sandbox import Slapd  # noqa: E402
 
 RATIO_TARGET = 3.0
 ERROR_LIMIT = 4000
@@ -65,18 +55,12 @@ Memberships = dict[str, frozenset[str]]
 
 
 @dataclass
-class Bench:
-    """Everything the rounds share."""
+class Bench(common.Bench):
+    """Everything the rounds share: the role and the users migrated onto it, and their states."""
 
-    org: SampleOrg
-    server: Slapd
-    tmp: Path
-    config: Path
-    password_file: Path
-    cli: str
-    env: dict[str, str]
-    role: str
-    users: list[SampleUser]
+    # Chosen from the org once it is generated (see setup), hence the empty defaults.
+    role: str = ""
+    users: list[SampleUser] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     baseline: Memberships = field(default_factory=dict)
     migrated: Memberships = field(default_factory=dict)
@@ -96,11 +80,6 @@ class Bench:
     def rbac(self, *args: str) -> list[str]:
         """An rbac-migrate command line with this run's config and guard-rail overrides."""
         return [self.cli, "--config", str(self.config), *self.limits, *args]
-
-    def ldap_tool(self, name: str, *args: str) -> list[str]:
-        """An ldap-utils command bound as the admin over TCP, the password read from a private file."""
-        auth = ["-x", "-H", self.server.url, "-D", self.server.admin_dn, "-y", str(self.password_file)]
-        return [find_binary(name), *auth, *args]
 
 
 def run(bench: Bench, argv: list[str], name: str) -> tuple[float, str]:
@@ -274,16 +253,9 @@ def measure(bench: Bench, rounds: int) -> dict[str, list[float]]:
 
 
 def setup(args: argparse.Namespace, tmp: Path, server: Slapd) -> Bench:
-    cli = cli_path()
-    org, ldif = prepare(args, tmp)
-    start_server(server, ldif)
-    role, users = pick(org, args.migrate)
-    bench = Bench(
-        org, server, tmp, tmp / "rbac-migrate.yml", tmp / "admin.pw", cli, child_env(server.admin_password), role, users
-    )
-    bench.limits = limit_overrides(users)
-    write_private(bench.password_file, server.admin_password)
-    write_config(bench.config, org, server, tmp / "state.db")
+    bench = common.setup(args, tmp, server, Bench)
+    bench.role, bench.users = pick(bench.org, args.migrate)
+    bench.limits = limit_overrides(bench.users)
     return bench
 
 
@@ -327,26 +299,11 @@ def rows(times: dict[str, list[float]], users: int) -> list[tuple[str, ...]]:
     return table
 
 
-def render(table: list[tuple[str, ...]]) -> str:
-    header = ("step", "median s", "per user ms", "vs ldapmodify", "target", "met")
-    lines = [header, *table]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [
-        "  ".join(
-            cell.ljust(w) if i in (0, 4) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    ]
-    text.insert(1, "-" * max(len(line) for line in text))
-    return "\n".join(line.rstrip() for line in text)
-
-
 def report(times: dict[str, list[float]], bench: Bench, rounds: int) -> None:
     print(f"runs ({rounds} rounds after one warm-up, alternating order; seconds):")
     for name, samples in times.items():
         print(f"  {name}: " + " ".join(f"{s:.3f}" for s in samples))
-    print(render(rows(times, len(bench.users))))
+    print(render(("step", "median s", "per user ms", "vs ldapmodify", "target", "met"), rows(times, len(bench.users))))
     print(
         f"per user = median wall time / {len(bench.users)} users; ratios are of medians. The headline is the whole "
         "apply command; 'minus start-up' subtracts the median 'rbac-migrate --version' time (ldapmodify keeps its own)."
@@ -361,12 +318,11 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=20_000, help="users in the generated org (default 20000)")
+    parser = new_parser(__doc__, 20_000)
     parser.add_argument("--migrate", type=int, default=10, help="users migrated per apply (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
-    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    parser.add_argument("--keep", action="store_true", help="leave the server running and the files in place")
+    add_seed(parser)
+    add_keep(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.migrate < 1:
         parser.error("--rounds and --migrate must be at least 1")
@@ -375,25 +331,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
-    server = Slapd(workdir=tmp / "slapd")
-    status = 0
-    try:
-        benchmark(args, tmp, server)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        status = 130
-    except (BenchError, SandboxError, ValueError, OSError) as exc:
-        print(f"bench_apply: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        if args.keep and server.config_dir.exists():
-            keep_running(server, tmp)
-        else:
-            server.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    return run_benchmark(parse_args(argv), "bench_apply", benchmark)
 
 
 if __name__ == "__main__":

@@ -16,33 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_snapshot also puts the repository on sys.path, so rbac_migrate imports after it.
-from bench_snapshot import (  # noqa: E402
-    Bench,
-    BenchError,
-    Run,
-    child_env,
-    cli_path,
-    keep_running,
-    prepare,
-    run_child,
-    snapshot_take,
-    start_server,
-    write_config,
-    write_private,
-)
+# common also puts the repository on sys.path, so rbac_migrate imports after it.
+from common import Bench, Run, parse_repeat_args, run_benchmark, run_child, setup, snapshot_take  # noqa: E402
 
 from rbac_migrate.sampleorg import SampleOrg, SampleUser  # noqa: E402
-from rbac_migrate.sandbox import SandboxError, Slapd  # noqa: E402
+from rbac_migrate.sandbox import Slapd  # noqa: E402
 
 TARGET_SECONDS = 0.5
 
@@ -128,12 +113,7 @@ def _runs(runs: list[Run]) -> str:
 
 
 def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
-    org, ldif = prepare(args, tmp)
-    start_server(server, ldif)
-    bench = Bench(org, server, tmp, tmp / "rbac-migrate.yml", tmp / "admin.pw", cli_path(), {})
-    bench.env = child_env(server.admin_password)
-    write_private(bench.password_file, server.admin_password)
-    write_config(bench.config, org, server, bench.store_path)
+    bench = setup(args, tmp, server, Bench)
     started = time.perf_counter()
     snapshot_take(bench)
     print(f"snapshot take: {time.perf_counter() - started:.1f} s into {bench.store_path}")
@@ -141,39 +121,9 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     print(table(results, startup(bench, args.repeat)))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000, help="users in the generated org (default 100000)")
-    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    parser.add_argument("--repeat", type=int, default=5, help="measured runs of each request (default 5)")
-    parser.add_argument("--keep", action="store_true", help="leave the server running and the files in place")
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-joiner-"))
-    server = Slapd(workdir=tmp / "slapd")
-    status = 0
-    try:
-        benchmark(args, tmp, server)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        status = 130
-    except (BenchError, SandboxError, ValueError, OSError) as exc:
-        print(f"bench_joiner: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        if args.keep and server.config_dir.exists():
-            keep_running(server, tmp)
-        else:
-            server.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    return run_benchmark(parse_repeat_args(argv, __doc__, repeat=5, each="request"), "bench_joiner", benchmark)
 
 
 if __name__ == "__main__":

@@ -27,26 +27,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_snapshot also puts the repository on sys.path, so rbac_migrate imports after it.
-from bench_snapshot import (  # noqa: E402
+# common also puts the repository on sys.path, so rbac_migrate imports after it.
+from common import (  # noqa: E402
     Bench,
     BenchError,
     Run,
-    _tail,
-    child_env,
-    cli_path,
-    keep_running,
     ldapsearch_pass,
-    prepare,
+    parse_repeat_args,
+    run_benchmark,
     run_child,
+    setup,
     snapshot_take,
-    start_server,
+    tail,
     warm_up,
-    write_config,
-    write_private,
 )
 
-from rbac_migrate.sandbox import SandboxError, Slapd  # noqa: E402
+from rbac_migrate.sandbox import Slapd  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
@@ -109,15 +105,10 @@ def summary_line(path: Path) -> str:
 
 
 def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
-    cli = cli_path()
-    org, ldif = prepare(args, tmp)
-    start_server(server, ldif)
-    bench = Bench(org, server, tmp, tmp / "rbac-migrate.yml", tmp / "admin.pw", cli, child_env(server.admin_password))
-    write_private(bench.password_file, server.admin_password)
-    write_config(bench.config, org, server, bench.store_path)
+    bench = setup(args, tmp, server, Bench)
     warm_up(bench)
     taken = snapshot_take(bench)
-    print(f"snapshot take (once): {taken.seconds:.2f} s; {_tail(tmp / 'snapshot.err').rsplit(' | ', 1)[-1]}")
+    print(f"snapshot take (once): {taken.seconds:.2f} s; {tail(tmp / 'snapshot.err').rsplit(' | ', 1)[-1]}")
     searches, reports = measure(bench, args.repeat)
     print(f"report: {summary_line(tmp / 'orphans-json.out')}")
     print(f"runs ({args.repeat} each, seconds):")
@@ -134,39 +125,11 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     html_step(bench)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000, help="users in the generated org (default 100000)")
-    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="measured runs of each step (default 3)")
-    parser.add_argument("--keep", action="store_true", help="leave the server running and the files in place")
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-orphans-"))
-    server = Slapd(workdir=tmp / "slapd")
-    status = 0
-    try:
-        benchmark(args, tmp, server)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        status = 130
-    except (BenchError, SandboxError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"bench_orphans: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        if args.keep and server.config_dir.exists():
-            keep_running(server, tmp)
-        else:
-            server.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    args = parse_repeat_args(argv, __doc__, repeat=3)
+    # open_in_chromium gives up on a chromium that hangs: a step that failed to run.
+    return run_benchmark(args, "bench_orphans", benchmark, errors=(subprocess.TimeoutExpired,))
 
 
 if __name__ == "__main__":
