@@ -203,14 +203,14 @@ def _rollback_user(
     todo = [s for s in steps if s.state in (STEP_APPLIED, STEP_INFLIGHT, STEP_UNDOING)]
     if not todo:
         if not dry_run and user.state not in ("rolled_back", "restored"):
-            engine._mark_user(batch, user, "rolled_back", "nothing had been applied")
+            engine.mark_user(batch, user, "rolled_back", "nothing had been applied")
         report.already.append(user.user_dn)
         return
     if conflicts:
         report.conflicts[user.user_dn] = conflicts
         if not force:
             if not dry_run:
-                engine._mark_user(batch, user, "conflict", "; ".join(conflicts))
+                engine.mark_user(batch, user, "conflict", "; ".join(conflicts))
             return
     if dry_run:
         report.restored.append(user.user_dn)
@@ -219,13 +219,13 @@ def _rollback_user(
     changed = [s for s in todo if engine.writer.has_member(s.group_dn, s.value) == s.present_after]
     for step in todo:
         if step not in changed:  # already back at its prior value: someone restored it by hand
-            engine._mark(batch, [step], STEP_UNDONE)
+            engine.mark_steps(batch, [step], STEP_UNDONE)
     changed.sort(key=lambda s: (s.op != "delete", -s.seq))
-    engine._write(batch, changed, undo=True)
+    engine.write(batch, changed, undo=True)
     now = live_access(engine.directory, engine.settings, user.user_dn)
     if set(now) != set(user.before_access) and not force:
         raise MigrationError(f"{user.user_dn}: access after rollback differs from before the batch")
-    engine._mark_user(batch, user, "rolled_back")
+    engine.mark_user(batch, user, "rolled_back")
     report.restored.append(user.user_dn)
 
 

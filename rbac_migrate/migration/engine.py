@@ -47,33 +47,33 @@ class Engine:
 
     # -- journal --------------------------------------------------------------------------
 
-    def _mark(self, batch: Batch, steps: list[Step], state: str) -> None:
+    def mark_steps(self, batch: Batch, steps: list[Step], state: str) -> None:
         with self.store.begin() as conn:
             journal.set_steps(conn, batch.id, [s.seq for s in steps], state)
         for step in steps:
             step.state = state
 
-    def _mark_user(self, batch: Batch, user: BatchUser, state: str, message: str | None = None) -> None:
+    def mark_user(self, batch: Batch, user: BatchUser, state: str, message: str | None = None) -> None:
         with self.store.begin() as conn:
             journal.set_user(conn, batch.id, user.position, state, message)
         user.state, user.message = state, message
 
     # -- writing --------------------------------------------------------------------------
 
-    def _write(self, batch: Batch, steps: list[Step], undo: bool) -> None:
+    def write(self, batch: Batch, steps: list[Step], undo: bool) -> None:
         """Write steps (or their inverses) as one unit where the server offers transactions."""
         if not steps:
             return
         inflight, done = (STEP_UNDOING, STEP_UNDONE) if undo else (STEP_INFLIGHT, STEP_APPLIED)
         units = [steps] if self.transactions else [[s] for s in steps]
         for unit in units:
-            self._mark(batch, unit, inflight)
+            self.mark_steps(batch, unit, inflight)
             self.faults.point()
             with self.writer.transaction() if self.transactions else nullcontext():
                 for group_dn, changes in _by_group(unit, undo):
                     self.writer.change_members(group_dn, changes)
             self.faults.point()
-            self._mark(batch, unit, done)
+            self.mark_steps(batch, unit, done)
 
     def settle(self, batch: Batch, steps: list[Step]) -> None:
         """Decide in-flight steps by reading the directory: applied, or back to where they were."""
@@ -82,9 +82,9 @@ class Engine:
                 continue
             present = self.writer.has_member(step.group_dn, step.value)
             if step.state == STEP_INFLIGHT:
-                self._mark(batch, [step], STEP_APPLIED if present == step.present_after else STEP_PENDING)
+                self.mark_steps(batch, [step], STEP_APPLIED if present == step.present_after else STEP_PENDING)
             else:
-                self._mark(batch, [step], STEP_UNDONE if present != step.present_after else STEP_APPLIED)
+                self.mark_steps(batch, [step], STEP_UNDONE if present != step.present_after else STEP_APPLIED)
 
     # -- forwards -------------------------------------------------------------------------
 
@@ -96,11 +96,11 @@ class Engine:
         # Without a transaction, adding the role before removing grants means no moment without access.
         pending.sort(key=lambda s: (s.op != "add", s.seq))
         try:
-            self._write(batch, pending, undo=False)
+            self.write(batch, pending, undo=False)
         except ConnectionLost:
             raise
         except WriteError as exc:
-            self._mark(batch, [s for s in pending if s.state == STEP_INFLIGHT], STEP_FAILED)
+            self.mark_steps(batch, [s for s in pending if s.state == STEP_INFLIGHT], STEP_FAILED)
             self.restore_user(batch, user)
             raise MigrationError(f"{user.user_dn}: {exc}; this user was restored and the batch stopped") from None
         self.verify_user(batch, user)
@@ -110,7 +110,7 @@ class Engine:
         approved = set(_approved_gain(batch, user))
         now = set(live_access(self.directory, self.settings, user.user_dn))
         if now == before | approved:
-            self._mark_user(batch, user, "verified")
+            self.mark_user(batch, user, "verified")
             return
         gained, lost = sorted(now - before - approved), sorted(before - now)
         self.restore_user(batch, user)
@@ -127,8 +127,8 @@ class Engine:
         self.settle(batch, steps)
         applied = [s for s in steps if s.state == STEP_APPLIED]
         applied.sort(key=lambda s: (s.op != "delete", -s.seq))
-        self._write(batch, applied, undo=True)
-        self._mark_user(batch, user, "restored")
+        self.write(batch, applied, undo=True)
+        self.mark_user(batch, user, "restored")
 
 
 def _by_group(steps: list[Step], undo: bool) -> list[tuple[str, list[MemberChange]]]:
