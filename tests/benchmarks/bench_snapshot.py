@@ -2,7 +2,8 @@
 
 Loads a synthetic organisation into a throwaway slapd, then alternates an ldapsearch
 reference (the same searches, entries and attributes a snapshot reads) with
-``rbac-migrate snapshot take`` into a fresh store, and reports the median wall time of each,
+``rbac-migrate snapshot take`` into a store whose schema is in place (each run adds one
+snapshot, as a team's store grows), and reports the median wall time of each,
 their ratio and each child's own peak RSS.  ``rbac-migrate access show`` is then timed
 against the store the last snapshot wrote.
 
@@ -29,6 +30,7 @@ from common import (  # noqa: E402
     gnu_time,
     ldapsearch_pass,
     parse_repeat_args,
+    prepare_store,
     render,
     run_benchmark,
     run_child,
@@ -63,6 +65,7 @@ def pick_user(org: SampleOrg) -> str:
 def measure(bench: Bench, repeat: int) -> tuple[list[Run], list[Run]]:
     """Alternate the reference and the snapshot so drift affects both alike."""
     searches, snapshots = [], []
+    prepare_store(bench)
     for _ in range(repeat):
         searches.append(ldapsearch_pass(bench))
         snapshots.append(snapshot_take(bench))

@@ -181,10 +181,16 @@ def warm_up(bench: Bench) -> None:
     print(f"warm-up: one ldapsearch pass in {run.seconds:.2f} s ({listed} entries)")
 
 
-def snapshot_take(bench: Bench) -> Run:
-    """One ``snapshot take`` into a store that does not exist yet."""
+def prepare_store(bench: Bench) -> None:
+    """An empty store with its schema in place, as a team has after its first command."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{bench.store_path}{suffix}").unlink(missing_ok=True)
+    argv = [bench.cli, "--config", str(bench.config), "db", "upgrade"]
+    run_child(argv, bench.env, bench.tmp / "upgrade.out", bench.tmp / "upgrade.err")
+
+
+def snapshot_take(bench: Bench) -> Run:
+    """One ``snapshot take`` into the benchmark's store (created on first use)."""
     argv = [bench.cli, "--config", str(bench.config), "snapshot", "take"]
     return run_child(argv, bench.env, bench.tmp / "snapshot.out", bench.tmp / "snapshot.err")
 
