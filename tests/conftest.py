@@ -6,7 +6,6 @@ need it are skipped, except under CI (``CI=true``) where that is a failure.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,18 +19,12 @@ from rbac_migrate.sandbox import NotInstalledError, Slapd, check_installed
 from tests.support.ad import ad_org, ad_seed, samba_dc  # noqa: F401 - Samba AD fixtures
 from tests.support.cli import Result, run, write_config
 from tests.support.pgserver import PostgresNotInstalled, PostgresServer
+from tests.support.skips import unavailable
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers so --strict-markers accepts them."""
     config.addinivalue_line("markers", "slow: longer end-to-end tests")
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI: a missing server there is a broken build, not a choice."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +33,7 @@ def require_slapd() -> None:
     try:
         check_installed()
     except NotInstalledError as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.fixture
@@ -95,7 +88,7 @@ def pg_server() -> Iterator[PostgresServer]:
     try:
         server.start()
     except PostgresNotInstalled as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     yield server
     server.stop()
 

@@ -25,6 +25,7 @@ from rbac_migrate.sandbox import NotInstalledError
 from rbac_migrate.store import open_store
 from tests.support.ad import AdOrg, admin_connection, delegate_member_writes, extended_dn, service_account
 from tests.support.cli import assert_one_line_error, write_config
+from tests.support.skips import unavailable
 from tests.test_interruption import (  # noqa: F401 - collected here again, against AD
     apply_in_subprocess,
     kill_at_write_points,
@@ -231,7 +232,7 @@ def test_harness_says_it_needs_root(tmp_path):
     except NeedsRootError:
         pass
     except NotInstalledError as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     reader, writer = os.pipe()
     child = os.fork() if os.geteuid() == 0 else None
     if child == 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ import pytest
 from rbac_migrate.model import DANGLING, GRANT, Entry, Snapshot
 from rbac_migrate.reports.html import orphans_html
 from rbac_migrate.reports.orphans import orphan_report
+from tests.support.skips import unavailable
 from tests.test_reports import make_history, take
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,10 +27,7 @@ RENDER_TIMEOUT = 120
 def chromium() -> Path:
     """Debian's chromium; missing, it skips the test locally and fails it under CI."""
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
     return CHROMIUM
 
 

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from rbac_migrate.directory.bulk import BulkReader
+from rbac_migrate.directory.bulk import available as bulk_available
 from rbac_migrate.sandbox import Slapd
 from tests.support.cli import Result, assert_one_line_error, run, write_config
+from tests.support.skips import unavailable
 
 SUFFIX = "dc=example,dc=org"
 PEOPLE = f"ou=people,{SUFFIX}"
@@ -130,7 +132,8 @@ def test_missing_ca_file_is_a_config_error(tls_slapd: Slapd, cli: Cli, tmp_path:
 
 @pytest.mark.parametrize("tls", ["ldaps", "starttls"])
 def test_bulk_reader_snapshot_over_tls(tls_slapd: Slapd, cli: Cli, tls: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ldap", reason="the bulk reader needs python-ldap")
+    if not bulk_available():
+        unavailable("the bulk reader needs python-ldap (pip install 'rbac-migrate[fast]')")
     # ldap3 would read the same entries, so make sure the pages really came through libldap.
     targets: list[str] = []
     search = BulkReader.search

@@ -23,6 +23,7 @@ from rbac_migrate.samba import NeedsRootError, SambaDC
 from rbac_migrate.sampleorg import SampleGroup, SampleOrg, SampleUser, generate
 from rbac_migrate.sandbox import NotInstalledError
 from tests.support.cli import Result, run, write_config
+from tests.support.skips import unavailable
 
 USERS, SEED = 120, 7  # the OpenLDAP org fixture's, so the shared safety tests find the same people
 NORMAL_ACCOUNT, DISABLED_ACCOUNT = "512", "514"
@@ -33,13 +34,6 @@ MEMBER_ATTRIBUTE_GUID = "bf9679c0-0de6-11d0-a285-00aa003049e2"  # schemaIDGUID o
 GROUP_CLASS_GUID = "bf967a9c-0de6-11d0-a285-00aa003049e2"  # schemaIDGUID of the group class
 # Member values naming no account here become SIDs of a domain this DC does not know.
 UNKNOWN_DOMAIN_SID = "S-1-5-21-1000000001-2000000002-3000000003"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI, as tests/conftest.py does for slapd and PostgreSQL."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def ad_dn(dn: str) -> str:
@@ -258,7 +252,7 @@ def samba_dc(request: pytest.FixtureRequest) -> Iterator[SambaDC]:
         dc.start()
     except (NotInstalledError, NeedsRootError) as exc:
         dc.cleanup()
-        _unavailable(str(exc))
+        unavailable(str(exc))
     yield dc
     if request.session.testsfailed:
         dc.stop()
