@@ -304,3 +304,9 @@ def test_apply_on_a_terminal_shows_the_changes_and_asks(ready, tmp_path):
     code, screen = _on_terminal(org, "y", "rollback", "1")
     assert code == 0 and "would restore" in screen
     assert managed_state(org) == state
+
+
+def test_unknown_batch_is_one_line(ready):
+    assert_one_line_error(ready.run("rollback", "99", "--yes"), "no batch 99")
+    assert_one_line_error(ready.run("migrate", "resume", "99", "--yes"), "no batch 99")
+    assert_one_line_error(ready.run("batches", "show", "99"), "no batch 99")

@@ -147,6 +147,7 @@ def resume_cmd(app, batch, yes) -> None:
       rbac-migrate migrate resume 7
     """
     store = api.store_for(app.settings)
+    store.batch(batch)  # an unknown batch is reported before anything connects
     confirm(f"Resume batch {batch}?", yes)
     done = migration.resume_batch(app.settings, store, batch, note, app.prompt)
     note(f"batch {done.id} {done.status}: {done.message}")
@@ -184,6 +185,7 @@ def rollback_cmd(app, batch, users, dry_run, force, yes, fmt) -> int:
       rbac-migrate rollback 7 --user alice --dry-run
     """
     store = api.store_for(app.settings)
+    store.batch(batch)  # an unknown batch is reported before anything connects
     chosen = set(users) or None
 
     def run(dry: bool):
