@@ -132,3 +132,19 @@ def test_usage_errors_exit_2(org):
 
 def test_trailing_slash_in_url_is_accepted(org):
     assert run(["--url", org.slapd.url + "/", "check"], org.env).code == 0
+
+
+def test_console_entry_flushes_output_and_keeps_exit_codes(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "RBAC_MIGRATE_STORE": f"sqlite:///{tmp_path}/s.db"}
+    ok = subprocess.run([sys.executable, "-m", "rbac_migrate", "--version"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and ok.stdout.strip() == "rbac-migrate, version 0.1.0"
+    failed = subprocess.run(
+        [sys.executable, "-m", "rbac_migrate", "access", "show", "x"], capture_output=True, text=True, env=env
+    )
+    assert failed.returncode == 1
+    assert failed.stderr == "error: no snapshot yet: run 'rbac-migrate snapshot take'\n"
+    usage = subprocess.run([sys.executable, "-m", "rbac_migrate", "nosuch"], capture_output=True, text=True, env=env)
+    assert usage.returncode == 2 and "No such command 'nosuch'" in usage.stderr
