@@ -11,6 +11,8 @@ from .errors import NotFoundError, UsageError
 from .model import GRANT, ROLE, Entry, Snapshot
 
 MAX_PATHS = 50
+# Nested groups can multiply paths; a walk stops collecting past this many, whatever the nesting.
+MAX_WALK = 1000
 
 
 @dataclass(frozen=True)
@@ -117,25 +119,26 @@ class AccessGraph:
     def paths(self, idx: int, target: int | None = None, limit: int = MAX_PATHS) -> list[AccessPath]:
         """Simple membership paths from idx to target (or to every group), shortest first."""
         found: list[AccessPath] = []
-        allowed = None if target is None else self._ancestors_of(target) | {target}
+        allowed = None if target is None else self._groups_below(target) | {target}
 
         def walk(node: int, trail: list[int]) -> None:
             for group in self.parents_of(node):
+                if len(found) >= MAX_WALK:
+                    return
                 if group in trail or (allowed is not None and group not in allowed):
                     continue
                 trail.append(group)
                 if target is None or group == target:
                     found.append(AccessPath(tuple(self.by_idx[i] for i in trail)))
-                if len(found) < limit * 20:
-                    walk(group, trail)
+                walk(group, trail)
                 trail.pop()
 
         walk(idx, [idx])
         found.sort(key=lambda p: (len(p.hops), p.describe()))
         return found if target is None else found[:limit]
 
-    def _ancestors_of(self, target: int) -> set[int]:
-        """Groups and members below target: only they can lie on a path to it."""
+    def _groups_below(self, target: int) -> set[int]:
+        """Groups nested (at any depth) inside target: only they can lie on a path to it."""
         below: set[int] = set()
         stack = [target]
         while stack:
@@ -152,6 +155,9 @@ class AccessGraph:
             end = path.hops[-1]
             if end.kind == GRANT and len(by_group[end.idx]) < MAX_PATHS:
                 by_group[end.idx].append(path)
+        # A walk cut short by MAX_WALK may miss a grant: a walk aimed at it finds its paths.
+        for missing in self.effective_grants(idx) - by_group.keys():
+            by_group[missing] = self.paths(idx, missing)
         grants = [Grant(self.by_idx[g], tuple(p)) for g, p in by_group.items()]
         return sorted(grants, key=lambda g: g.group.name.lower())
 
