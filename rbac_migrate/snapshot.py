@@ -37,8 +37,8 @@ class _Builder:
         self.by_raw: dict[bytes, int] = {}
         self.by_norm: dict[str, int] = {}
 
-    def add(self, kind: str, dn: str, name: str, **fields) -> Entry | None:
-        norm = dnutil.normalize(dn)
+    def add(self, kind: str, dn: str, name: str, norm: str | None = None, **fields) -> Entry | None:
+        norm = norm or dnutil.normalize(dn)
         if norm in self.by_norm:
             return None
         entry = Entry(idx=len(self.entries), kind=kind, dn=dn, name=name, **fields)
@@ -88,16 +88,25 @@ def _read_users(directory, settings: Settings, builder: _Builder, report: Progre
     peers = [(name, name.lower()) for name in settings.peer_attributes]
     attributes = [identity_attribute(settings), settings.id_attribute, *settings.peer_attributes]
     keys_cache: dict = {}
+    shared_attrs: dict[tuple, dict[str, str]] = {}  # peers share one mapping: far fewer objects
     count = 0
     for dn, raw in directory.search_raw(settings.user_base, user_filter, attributes):
         values = directory.first_values(raw, keys_cache)
+        peer_values = tuple(values.get(key) for _label, key in peers)
+        attrs = shared_attrs.get(peer_values)
+        if attrs is None:
+            attrs = shared_attrs[peer_values] = {
+                label: value for (label, _key), value in zip(peers, peer_values, strict=True) if value is not None
+            }
+        norm = dnutil.normalize(dn)
         builder.add(
             USER,
             dn,
             values.get(id_attr) or dnutil.first_value(dn),
+            norm=norm,
             uuid=values.get(uuid_attr),
-            enabled=not disabled or dnutil.normalize(dn) not in disabled,
-            attrs={label: values[key] for label, key in peers if key in values},
+            enabled=norm not in disabled,
+            attrs=attrs,
         )
         count += 1
         if count % 10000 == 0:
