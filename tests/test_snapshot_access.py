@@ -138,3 +138,13 @@ def test_check_counts_and_capabilities(org):
     assert report["paged results"] is True and report["LDAP transactions"] is True
     assert report["nested memberOf"] is True and report["TLS"] == "none"
     assert report["bound as"] == org.slapd.admin_dn
+
+
+def test_snapshot_show_carries_peer_attributes(org):
+    assert org.run("snapshot", "take").code == 0
+    shown = json.loads(org.run("snapshot", "show", "--kind", "user", "--format", "json").out)
+    user = org.sample.users[0]
+    row = next(r for r in shown if r["name"] == user.uid)
+    assert row["attributes"] == {"departmentNumber": user.department, "title": user.title}
+    csv_header = org.run("snapshot", "show", "--kind", "user", "--format", "csv").out.splitlines()[0]
+    assert csv_header.endswith(",attributes")

@@ -77,13 +77,14 @@ def show(app, snapshot, kind, fmt) -> None:
             "uuid": e.uuid,
             "enabled": e.enabled,
             "members": len(snap.members.get(e.idx, ())) if e.is_group else None,
-            **({k: v for k, v in e.attrs.items()} if fmt != "table" else {}),
+            "attributes": dict(e.attrs),
         }
         for e in snap.entries
         if kind is None or e.kind == kind
     ]
     note(f"snapshot {snap.id} taken {snap.taken_at:%Y-%m-%d %H:%M:%S} from {snap.source}")
-    emit(rows, fmt, ["kind", "name", "dn", "uuid", "enabled", "members"])
+    columns = ["kind", "name", "dn", "uuid", "enabled", "members"]
+    emit(rows, fmt, columns if fmt == "table" else [*columns, "attributes"])
 
 
 @snapshot_group.command("diff")
