@@ -60,7 +60,7 @@ def _history(store: Store, snapshot: str | int | None) -> Iterator[Snapshot]:
     reported = store.snapshot_info(snapshot)
     for info in store.snapshots():
         if info.id <= reported.id:
-            yield store.load_snapshot_bulk(info.id)
+            yield store.load_snapshot(info.id)
 
 
 def orphans(store: Store, hr_feed: Path | None = None, snapshot: str | int | None = None) -> OrphanReport:
