@@ -12,7 +12,17 @@ from ..model import GRANT, ROLE, USER, Batch
 from .batches import RollbackReport, apply_plan, resume, rollback
 from .engine import MigrationError
 from .live import DriftError, live_access
-from .plan import NothingToMigrate, PlanError, candidates, limits_from, load_plan, make_plan, plan_ldif, plan_rows
+from .plan import (
+    NothingToMigrate,
+    PlanError,
+    candidates,
+    expected_members,
+    limits_from,
+    load_plan,
+    make_plan,
+    plan_ldif,
+    plan_rows,
+)
 
 __all__ = [
     "DriftError",
@@ -86,7 +96,7 @@ def verify_plan(settings: Settings, plan: dict, prompt=None) -> list[str]:
     with api.directory_for(settings, prompt) as directory:
         writer = directory.writer()
         for user in plan["users"]:
-            for change, expect in [(c, True) for c in user["adds"]] + [(c, False) for c in user["deletes"]]:
+            for change, expect in expected_members(user, applied=True):
                 if writer.has_member(change["group_dn"], user["dn"]) is not expect:
                     state = "does not hold" if expect else "still holds"
                     problems.append(f"{change['group_dn']} {state} {user['dn']}")

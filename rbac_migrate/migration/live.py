@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .. import dn as dnutil
 from ..errors import RbacMigrateError
+from .plan import expected_members
 
 FAULT_ENV = "RBAC_MIGRATE_FAULT_KILL_AT"
 
@@ -61,7 +62,7 @@ def check_drift(directory, settings, plan: dict) -> list[Drift]:
         if entry_uuid(directory, settings, user["dn"]) != user["uuid"]:
             drifts.append(Drift(f"{user['dn']} is not the account the plan was made for (deleted or re-created)"))
             continue
-        for change, expect in [(c, False) for c in user["adds"]] + [(c, True) for c in user["deletes"]]:
+        for change, expect in expected_members(user, applied=False):
             if entry_uuid(directory, settings, change["group_dn"]) != change["group_uuid"]:
                 drifts.append(Drift(f"group {change['group_dn']} is not the group the plan was made for"))
             elif writer.has_member(change["group_dn"], user["dn"]) is not expect:

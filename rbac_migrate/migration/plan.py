@@ -177,6 +177,12 @@ def load_plan(text: str, source: str) -> dict:
     return plan
 
 
+def expected_members(user: dict, applied: bool) -> list[tuple[dict, bool]]:
+    """Each group change of a planned user, with whether the user's DN is in that group
+    before the plan is applied (``applied=False``) or after it (``applied=True``)."""
+    return [(c, applied) for c in user["adds"]] + [(c, not applied) for c in user["deletes"]]
+
+
 def plan_rows(plan: dict) -> list[dict]:
     """One row per change, for table and CSV output."""
     rows = []
