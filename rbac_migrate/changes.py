@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import GROUP_KINDS, USER, Entry, Snapshot
+from .model import GROUP_KINDS, USER, Entry, Snapshot, identity_key
 
 
 @dataclass(frozen=True, order=True)
@@ -18,8 +18,7 @@ class Change:
 
 
 def _key(entry: Entry) -> str:
-    # Identity, not DN: an account re-created under an old DN is a different person.
-    return entry.uuid or f"dn:{entry.dn.lower()}"
+    return identity_key(entry.uuid, entry.dn)
 
 
 def _memberships(snap: Snapshot) -> dict[tuple[str, str], tuple[Entry, Entry]]:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .dn import normalize
+
 USER = "user"
 GRANT = "grant"
 ROLE = "role"
@@ -13,6 +15,14 @@ EXTERNAL = "external"  # exists in the directory, outside the managed users and 
 DANGLING = "dangling"  # a member value that points at no entry
 GROUP_KINDS = (GRANT, ROLE)
 KINDS = (USER, GRANT, ROLE, EXTERNAL, DANGLING)
+
+
+def identity_key(uuid: str | None, dn: str) -> str:
+    """Who an entry is across snapshots and batches: its entryUUID / objectGUID, else its DN.
+
+    Identity, not DN: an account re-created under an old DN is a different person.
+    """
+    return uuid or f"dn:{normalize(dn)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from .. import dn as dnutil
-from ..model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot, SnapshotInfo
+from ..model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot, SnapshotInfo, identity_key
 from .provenance import iso, snapshot_fields
 from .reach import Reach, roles_by_user
 
@@ -162,7 +162,7 @@ def _finding(hit: Hit, first_snapshot: int) -> Finding:
 
 def identity(entry: Entry) -> str:
     """entryUUID / objectGUID when known: a renamed entry is the same one, a re-created DN is not."""
-    return entry.uuid or f"dn:{dnutil.normalize(entry.dn)}"
+    return identity_key(entry.uuid, entry.dn)
 
 
 class _PeerHistory:

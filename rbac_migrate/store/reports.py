@@ -7,7 +7,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from .. import dn as dnutil
+from ..model import identity_key
 from ..reports.progress import MigrationBatch
 from .schema import batch_users, batches
 
@@ -35,7 +35,7 @@ def migration_batches(conn: Connection) -> list[MigrationBatch]:
     )
     for row in conn.execute(query):
         # The same identity the snapshots use, so a renamed user stays one person.
-        users[row.batch_id].append((row.user_uuid or f"dn:{dnutil.normalize(row.user_dn)}", row.state))
+        users[row.batch_id].append((identity_key(row.user_uuid, row.user_dn), row.state))
     return [
         MigrationBatch(
             id=row.id,
