@@ -8,7 +8,7 @@ from functools import cached_property
 
 from . import dn as dnutil
 from .errors import NotFoundError, UsageError
-from .model import GRANT, ROLE, Entry, Snapshot
+from .model import GRANT, GROUP_KINDS, ROLE, USER, Entry, Snapshot
 
 MAX_PATHS = 50
 # Nested groups can multiply paths; a walk stops collecting past this many, whatever the nesting.
@@ -179,3 +179,47 @@ def match_entries(snapshot: Snapshot, name_or_dn: str, kinds: tuple[str, ...]) -
         return [e for e in snapshot.entries if e.kind in kinds and dnutil.normalize(e.dn) == key]
     key = name_or_dn.strip().lower()
     return [e for e in snapshot.entries if e.kind in kinds and e.name.lower() == key]
+
+
+# -- commands over a stored snapshot (the store is passed in; nothing here imports it) -------
+
+
+@dataclass(frozen=True)
+class UserAccess:
+    snapshot_id: int
+    user: Entry
+    roles: list[Entry]
+    grants: list[Grant]
+
+
+def _user_graph(store, user: str, snapshot: str | int | None) -> tuple[AccessGraph, Entry]:
+    info = store.snapshot_info(snapshot)
+    entry = find_one(store.find_entries(info.id, user, (USER,)), "user", user)
+    snap = store.load_snapshot(info.id, kinds=())
+    snap.entries.append(entry)
+    return AccessGraph(snap), entry
+
+
+def access_show(store, user: str, snapshot: str | int | None = None) -> UserAccess:
+    """A user's effective grants with their sources, from a snapshot (latest by default)."""
+    graph, entry = _user_graph(store, user, snapshot)
+    roles = sorted(
+        (graph.by_idx[g] for g in graph.reachable(entry.idx) if graph.by_idx[g].kind == ROLE),
+        key=lambda e: e.name.lower(),
+    )
+    return UserAccess(graph.snapshot.id or 0, entry, roles, graph.grants_of(entry.idx))
+
+
+def access_explain(
+    store, user: str, group: str, snapshot: str | int | None = None
+) -> tuple[Entry, Entry, list[AccessPath]]:
+    """Every membership path from a user to a group; an empty list means no access."""
+    graph, entry = _user_graph(store, user, snapshot)
+    target = find_one(_match_groups(graph.snapshot, group), "group", group)
+    return entry, target, graph.paths(entry.idx, target.idx)
+
+
+def _match_groups(snap: Snapshot, name: str) -> list[Entry]:
+    found = match_entries(snap, name, GROUP_KINDS)
+    grants = [e for e in found if e.kind == GRANT]
+    return grants if len(found) > 1 and len(grants) == 1 else found

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .dn import normalize
 
@@ -143,3 +144,49 @@ class Batch:
 
     def steps_of(self, position: int) -> list[Step]:
         return [s for s in self.steps if s.position == position]
+
+
+# -- the role catalogue -----------------------------------------------------------------------
+
+ACTIVE, DELETED = "active", "deleted"
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    """A role as the catalogue in the store knows it; grants are grant-group DNs."""
+
+    id: int
+    name: str
+    dn: str
+    description: str | None
+    grants: tuple[str, ...]
+    state: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleEvent:
+    """One entry of a role's history."""
+
+    at: datetime
+    operator: str
+    action: str
+    ticket: str | None
+    details: Mapping[str, Any]
+    change_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RoleUpdate:
+    """What a finished role command leaves in the catalogue, and the history it adds.
+
+    ``description`` None keeps the stored description; ``grants`` is the full list after the change.
+    """
+
+    name: str
+    dn: str
+    grants: tuple[str, ...]
+    state: str = ACTIVE
+    description: str | None = None
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()

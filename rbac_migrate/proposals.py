@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import RbacMigrateError
 from .model import GRANT
-from .roles import GroupGraph, suggest_name
+from .roles.catalogue import GroupGraph, suggest_name
 
 EXISTING = "existing role"
 EXISTING_SET = "existing roles"

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from . import roles_live as live
 from .audit import new_record
 from .config import Settings
 from .errors import RbacMigrateError
-from .roles import RoleUpdate
+from .model import RoleUpdate
+from .roles import live
 from .store import Store
 from .store.roles import GroupPrior
 

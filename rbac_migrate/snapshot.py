@@ -175,3 +175,13 @@ def _classify_unknown(directory, builder: _Builder, value: str) -> int:
     kind = EXTERNAL if exists else DANGLING
     entry = builder.add(kind, value, value)
     return entry.idx if entry is not None else builder.by_norm[dnutil.normalize(value)]
+
+
+def take_snapshot(settings: Settings, store, progress=None, prompt=None) -> Snapshot:
+    """Read the directory and store one immutable snapshot."""
+    from .connections import directory_for
+
+    with directory_for(settings, prompt) as directory:
+        snap = take(directory, settings, progress)
+    store.save_snapshot(snap)
+    return snap

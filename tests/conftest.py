@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rbac_migrate.sampleorg import generate
-from rbac_migrate.sandbox import NotInstalledError, Slapd, check_installed
+from rbac_migrate.demo.sampleorg import generate
+from rbac_migrate.demo.sandbox import NotInstalledError, Slapd, check_installed
 from tests.support.ad import ad_org, ad_seed, samba_dc  # noqa: F401 - Samba AD fixtures
 from tests.support.cli import Result, run, write_config
 from tests.support.pgserver import PostgresNotInstalled, PostgresServer

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from rbac_migrate.config import load_settings
+from rbac_migrate.demo.sandbox import NotInstalledError
 from rbac_migrate.directory import Directory, connect
 from rbac_migrate.directory.ad import primary_group_members
-from rbac_migrate.samba import NeedsRootError, SambaDC, check_can_run
-from rbac_migrate.sandbox import NotInstalledError
 from rbac_migrate.store import open_store
 from tests.support.ad import AdOrg, admin_connection, delegate_member_writes, extended_dn, service_account
 from tests.support.cli import assert_one_line_error, write_config
+from tests.support.samba import NeedsRootError, SambaDC, check_can_run
 from tests.support.skips import unavailable
 from tests.test_interruption import (  # noqa: F401 - collected here again, against AD
     apply_in_subprocess,

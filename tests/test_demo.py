@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end(require_slapd, tmp_path):
 
 def test_demo_without_slapd_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("rbac_migrate.sandbox.SBIN_DIRS", (), raising=False)
+    monkeypatch.setattr("rbac_migrate.demo.sandbox.SBIN_DIRS", (), raising=False)
     result = run(["demo", "--users", "50"], {"HOME": str(tmp_path), "TMPDIR": str(tmp_path)})
     assert result.code == 1
     assert "apt-get install slapd ldap-utils" in result.err

@@ -39,8 +39,21 @@ def _commands(group: click.Group, prefix: str = ""):
 
 def test_every_command_module_is_listed():
     names = {name for name, _command in _commands(cli)}
-    assert {"init", "check", "snapshot", "access", "role", "joiner", "migrate", "rollback", "batches", "report",
-            "audit", "playbook", "demo"} <= names
+    assert {
+        "init",
+        "check",
+        "snapshot",
+        "access",
+        "role",
+        "joiner",
+        "migrate",
+        "rollback",
+        "batches",
+        "report",
+        "audit",
+        "playbook",
+        "demo",
+    } <= names
 
 
 @pytest.mark.parametrize("name, command", list(_commands(cli)), ids=lambda v: v if isinstance(v, str) else "")

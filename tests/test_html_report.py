@@ -150,7 +150,7 @@ def test_progress_html_renders(chromium, org):
 
 
 def test_hostile_values_stay_text():
-    hostile = 'uid=</script><script>alert(1)</script>,ou=p'
+    hostile = "uid=</script><script>alert(1)</script>,ou=p"
     entries = [
         Entry(0, GRANT, "cn=<b>g</b>,ou=g", "<b>g</b>", "g-1"),
         Entry(1, DANGLING, hostile, hostile),

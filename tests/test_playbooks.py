@@ -78,8 +78,21 @@ def test_gate_waits_then_a_second_process_resumes(org):
     assert [len(b.plan["users"]) for b in open_store(org.store_url).batches()] == [1]
     time.sleep(2.2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")} | org.env
-    argv = [sys.executable, "-m", "rbac_migrate", "playbook", "run", WAVES, "--var", f"role={ROLE}",
-            "--var", "ticket=CHG-9", "--var", "soak=2s", "--yes"]
+    argv = [
+        sys.executable,
+        "-m",
+        "rbac_migrate",
+        "playbook",
+        "run",
+        WAVES,
+        "--var",
+        f"role={ROLE}",
+        "--var",
+        "ticket=CHG-9",
+        "--var",
+        "soak=2s",
+        "--yes",
+    ]
     second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 5, second.stderr
     assert "gate 'gate-2' opens at" in second.stderr

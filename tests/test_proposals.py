@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from rbac_migrate.demo.sampleorg import generate
 from rbac_migrate.model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot
 from rbac_migrate.proposals import COMBINED, EXISTING, NEW, KnownRole, ProposalError, Request, propose
-from rbac_migrate.roles import GroupGraph, rank_candidates, suggest_name
-from rbac_migrate.sampleorg import generate
+from rbac_migrate.roles.catalogue import GroupGraph, rank_candidates, suggest_name
 
 FIN = {"departmentNumber": "Finance", "title": "Financial Analyst"}
 ENG = {"departmentNumber": "Engineering", "title": "Engineer"}

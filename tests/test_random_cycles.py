@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from rbac_migrate import api
+from rbac_migrate import snapshot
 from rbac_migrate.access import AccessGraph
 from rbac_migrate.config import load_settings
 from rbac_migrate.model import USER
@@ -17,7 +17,7 @@ from tests.test_migration import managed_state
 def effective_access(org) -> dict[str, frozenset[str]]:
     """Every user's effective grants, from a fresh snapshot of the live directory."""
     settings = load_settings(config=str(org.config), environ=org.env)
-    snap = api.take_snapshot(settings, open_store(org.store_url), prompt=lambda _text: org.slapd.admin_password)
+    snap = snapshot.take_snapshot(settings, open_store(org.store_url), prompt=lambda _text: org.slapd.admin_password)
     graph = AccessGraph(snap)
     return {
         e.name: frozenset(graph.by_idx[g].name for g in graph.effective_grants(e.idx))

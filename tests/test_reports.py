@@ -13,13 +13,13 @@ import pytest
 import yaml
 from sqlalchemy import insert
 
-from rbac_migrate import api
+from rbac_migrate import snapshot
 from rbac_migrate.config import load_settings
+from rbac_migrate.demo.sampleorg import SampleOrg
 from rbac_migrate.model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot
 from rbac_migrate.reports import find_orphans
 from rbac_migrate.reports.hrfeed import read_hr_feed
 from rbac_migrate.reports.orphans import CATEGORIES
-from rbac_migrate.sampleorg import SampleOrg
 from rbac_migrate.store import open_store
 from rbac_migrate.store.schema import batch_users, batches
 from tests.support.cli import assert_one_line_error
@@ -330,10 +330,13 @@ def test_movers_compare_with_every_earlier_snapshot():
 def test_bulk_load_and_report_on_each_store(org_on_store):
     settings = load_settings(config=str(org_on_store.config), environ={})
     store = open_store(yaml.safe_load(org_on_store.config.read_text())["store"])
-    taken = api.take_snapshot(settings, store, prompt=lambda _text: org_on_store.slapd.admin_password)
+    taken = snapshot.take_snapshot(settings, store, prompt=lambda _text: org_on_store.slapd.admin_password)
     loaded = store.load_snapshot()
     assert (loaded.entries, loaded.members, loaded.taken_at, loaded.bases) == (
-        taken.entries, taken.members, taken.taken_at, taken.bases
+        taken.entries,
+        taken.members,
+        taken.taken_at,
+        taken.bases,
     )
     result = org_on_store.run("report", "orphans", "--format", "json")
     assert result.code == 0, result.err

@@ -7,9 +7,10 @@ import json
 import pytest
 import yaml
 
-from rbac_migrate import audit, roles_api
+from rbac_migrate import audit
 from rbac_migrate.config import load_settings
 from rbac_migrate.errors import RbacMigrateError
+from rbac_migrate.roles import commands as roles_api
 from rbac_migrate.store import open_store
 from tests.support.cli import assert_one_line_error, run
 

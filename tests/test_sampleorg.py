@@ -10,8 +10,8 @@ from functools import cache
 
 import pytest
 
-from rbac_migrate import sampleorg
-from rbac_migrate.sampleorg import SampleOrg, generate
+from rbac_migrate.demo import sampleorg
+from rbac_migrate.demo.sampleorg import SampleOrg, generate
 
 SIZES = (50, 1000, 20000)
 

@@ -11,7 +11,7 @@ import ldap3
 import pytest
 import sqlalchemy as sa
 
-from rbac_migrate.sandbox import INSTALL_HINT, NotInstalledError, SandboxError, Slapd
+from rbac_migrate.demo.sandbox import INSTALL_HINT, NotInstalledError, SandboxError, Slapd
 
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"

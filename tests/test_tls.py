@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from rbac_migrate.demo.sandbox import Slapd
 from rbac_migrate.directory.bulk import BulkReader
 from rbac_migrate.directory.bulk import available as bulk_available
-from rbac_migrate.sandbox import Slapd
 from tests.support.cli import Result, assert_one_line_error, run, write_config
 from tests.support.skips import unavailable
 

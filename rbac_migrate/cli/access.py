@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import api
+from .. import access, connections
 from . import pass_app
 from .render import emit, format_option, note
 
@@ -26,7 +26,7 @@ def show(app, user, snapshot, fmt) -> None:
     Example:
       rbac-migrate access show alice --format json
     """
-    result = api.access_show(api.store_for(app.settings), user, snapshot)
+    result = access.access_show(connections.store_for(app.settings), user, snapshot)
     rows = [{"grant": g.group.name, "source": g.sources, "dn": g.group.dn} for g in result.grants]
     document = {
         "snapshot": result.snapshot_id,
@@ -58,7 +58,7 @@ def explain(app, user, group, snapshot, fmt) -> int:
     Example:
       rbac-migrate access explain alice fin-ledger-read
     """
-    entry, target, paths = api.access_explain(api.store_for(app.settings), user, group, snapshot)
+    entry, target, paths = access.access_explain(connections.store_for(app.settings), user, group, snapshot)
     rows = [{"path": p.describe(), "source": p.source, "length": len(p.hops) - 1} for p in paths]
     if not paths:
         note(f"no access: {entry.name} does not reach {target.name}")

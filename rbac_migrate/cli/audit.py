@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from .. import api, reports
+from .. import connections, reports
 from ..errors import UsageError
 from . import pass_app
 from .render import emit, format_option, note
@@ -44,7 +44,7 @@ def log(app, since, user, fmt) -> None:
     Example:
       rbac-migrate audit log --since 2026-01-01 --user alice --format csv
     """
-    records = reports.audit_log(api.store_for(app.settings), parse_since(since), user)
+    records = reports.audit_log(connections.store_for(app.settings), parse_since(since), user)
     note(f"{len(records)} audit records")
     rows = [
         {
@@ -74,7 +74,7 @@ def verify(app) -> int:
     Example:
       rbac-migrate audit verify
     """
-    check = reports.audit_verify(api.store_for(app.settings))
+    check = reports.audit_verify(connections.store_for(app.settings))
     if not check.problems:
         click.echo(f"intact: {check.records} records")
         return 0

@@ -62,8 +62,8 @@ def demo(users: int, seed: int, keep: bool) -> None:
     Example:
       rbac-migrate demo --users 500
     """
-    from ..sampleorg import generate
-    from ..sandbox import SandboxError, Slapd
+    from ..demo.sampleorg import generate
+    from ..demo.sandbox import SandboxError, Slapd
 
     folder = Path(tempfile.mkdtemp(prefix="rbac-migrate-demo-"))
     org = generate(users, seed=seed)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import api, roles_query
+from .. import connections
+from ..roles import query as roles_query
 from . import pass_app
 from .render import emit, format_option, note, table
 from .roles import asker, report, write_options
@@ -44,7 +45,7 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
     Example:
       rbac-migrate joiner propose jsmith --like mjones
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     found = roles_query.propose(app.settings, store, user, like, grants, min_share, snapshot, app.prompt)
     document = _document(found)
     note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
@@ -117,9 +118,9 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket
     Example:
       rbac-migrate joiner onboard jsmith --proposal 1 --ticket HR-2231
     """
-    from .. import roles_api
+    from ..roles import commands as roles_api
 
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     outcome = roles_api.onboard(
         app.settings,
         store,

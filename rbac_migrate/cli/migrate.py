@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import api, migration
+from .. import connections, migration
 from ..errors import UsageError
 from . import pass_app
 from .render import emit, format_option, note, tabulate_rows
@@ -49,7 +49,7 @@ def _make_plan(app, role, users, batch_size, allow_gain) -> dict:
     if users and batch_size:
         raise UsageError("give --users or --batch-size, not both")
     names = [u.strip() for u in users.split(",") if u.strip()] if users else None
-    return migration.plan(app.settings, api.store_for(app.settings), role, names, batch_size, list(allow_gain))
+    return migration.plan(app.settings, connections.store_for(app.settings), role, names, batch_size, list(allow_gain))
 
 
 @migrate_group.command("plan")
@@ -94,7 +94,7 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, 
     Example:
       rbac-migrate migrate apply wave1.json --ticket CHG-1042
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     if plan_file:
         plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
     elif role:
@@ -146,7 +146,7 @@ def resume_cmd(app, batch, yes) -> None:
     Example:
       rbac-migrate migrate resume 7
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     store.batch(batch)  # an unknown batch is reported before anything connects
     confirm(f"Resume batch {batch}?", yes)
     done = migration.resume_batch(app.settings, store, batch, note, app.prompt)
@@ -163,7 +163,7 @@ def status_cmd(app, fmt) -> None:
     Example:
       rbac-migrate migrate status
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     _warn_unfinished(store)
     rows = [vars(r) for r in migration.status(store)]
     emit(rows, fmt, ["role", "holders", "migrated", "direct_remaining", "batches"])
@@ -184,7 +184,7 @@ def rollback_cmd(app, batch, users, dry_run, force, yes, fmt) -> int:
     Example:
       rbac-migrate rollback 7 --user alice --dry-run
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     store.batch(batch)  # an unknown batch is reported before anything connects
     chosen = set(users) or None
 
@@ -235,7 +235,7 @@ def batches_list(app, fmt) -> None:
             "created_at": b.created_at,
             "message": b.message,
         }
-        for b in api.store_for(app.settings).batches()
+        for b in connections.store_for(app.settings).batches()
     ]
     emit(rows, fmt, ["id", "kind", "role", "status", "users", "operator", "ticket", "created_at", "message"])
 
@@ -251,7 +251,7 @@ def batches_show(app, batch, fmt) -> None:
     Example:
       rbac-migrate batches show 7
     """
-    found = api.store_for(app.settings).batch(batch)
+    found = connections.store_for(app.settings).batch(batch)
     users = {u.position: u for u in found.users}
     rows = [
         {

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .. import api, playbooks
+from .. import connections, playbooks
 from ..errors import UsageError
 from . import pass_app
 from .render import emit, format_option, note
@@ -66,7 +66,7 @@ def run_cmd(app, file, pairs, dry_run, yes, ticket) -> int:
     outcome = playbooks.run(
         book,
         values,
-        api.store_for(app.settings),
+        connections.store_for(app.settings),
         runner=lambda args: main(base + args),
         ask=lambda question: yes or (sys.stdin.isatty() and click.confirm(question, err=True)),
         say=note,
@@ -95,7 +95,7 @@ def status_cmd(app, fmt) -> None:
     Example:
       rbac-migrate playbook status
     """
-    rows = playbooks.status(api.store_for(app.settings))
+    rows = playbooks.status(connections.store_for(app.settings))
     emit(rows, fmt, ["run", "playbook", "state", "steps_done", "last_step", "started", "updated"])
 
 

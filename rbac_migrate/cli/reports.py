@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .. import api, reports
+from .. import connections, reports
 from ..errors import RbacMigrateError
 from ..reports.html import orphans_html, progress_html
 from ..reports.orphans import CATEGORIES, OrphanReport
@@ -93,7 +93,7 @@ def orphans(app, hr_feed, snapshot, fmt, output) -> None:
     Example:
       rbac-migrate report orphans --hr-feed staff.csv --format html -o orphans.html
     """
-    result = reports.orphans(api.store_for(app.settings), hr_feed, snapshot)
+    result = reports.orphans(connections.store_for(app.settings), hr_feed, snapshot)
     counts = ", ".join(f"{cat} {n}" for cat, n in result.summary.items())
     note(f"snapshot {result.snapshot.id} from {result.snapshot.source}: {len(result.findings)} findings ({counts})")
     with to_output(output), reports.bulk_work():
@@ -155,7 +155,7 @@ def progress(app, fmt, output) -> None:
     Example:
       rbac-migrate report progress --format html -o progress.html
     """
-    result = reports.progress(api.store_for(app.settings))
+    result = reports.progress(connections.store_for(app.settings))
     latest = result.points[-1]
     note(
         f"snapshot {result.snapshot.id}: {latest.with_roles} of {latest.users} enabled users hold a role "

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import api, roles_query
+from .. import connections
 from ..dn import first_value
+from ..roles import query as roles_query
 from . import pass_app
 from .render import emit, format_option, note, table
 
@@ -62,9 +63,9 @@ def create(app, name, grants, from_user, description, ticket, yes) -> None:
     Example:
       rbac-migrate role create role-finance-analyst --grant fin-ledger-read --grant fin-share
     """
-    from .. import roles_api
+    from ..roles import commands as roles_api
 
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     outcome = roles_api.role_create(
         app.settings, store, name, grants, description, from_user, ticket, asker(yes), app.prompt
     )
@@ -81,7 +82,7 @@ def list_(app, fmt) -> None:
     Example:
       rbac-migrate role list --format json
     """
-    snapshot_id, summaries = roles_query.role_list(api.store_for(app.settings))
+    snapshot_id, summaries = roles_query.role_list(connections.store_for(app.settings))
     rows = [
         {
             "name": s.name,
@@ -109,7 +110,7 @@ def show(app, name, fmt) -> None:
     Example:
       rbac-migrate role show role-finance-analyst
     """
-    detail = roles_query.role_show(api.store_for(app.settings), name)
+    detail = roles_query.role_show(connections.store_for(app.settings), name)
     s = detail.summary
     rows = [{"what": "grant", "name": g, "detail": ""} for g in s.grants]
     rows += [{"what": "holder", "name": h, "detail": ""} for h in s.holders or ()]
@@ -166,9 +167,9 @@ def add_grant(app, role, grants, ticket, yes) -> None:
     Example:
       rbac-migrate role add-grant role-finance-analyst fin-reporting-read --ticket CHG-7
     """
-    from .. import roles_api
+    from ..roles import commands as roles_api
 
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     outcome = roles_api.role_add_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
     report(outcome, f"{role} now grants {', '.join(grants)}")
 
@@ -185,9 +186,9 @@ def remove_grant(app, role, grants, ticket, yes) -> None:
     Example:
       rbac-migrate role remove-grant role-finance-analyst fin-reporting-read --ticket CHG-8
     """
-    from .. import roles_api
+    from ..roles import commands as roles_api
 
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     outcome = roles_api.role_remove_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
     report(outcome, f"{role} no longer grants {', '.join(grants)}")
 
@@ -203,9 +204,9 @@ def delete(app, role, ticket, yes) -> None:
     Example:
       rbac-migrate role delete role-unused --ticket CHG-9
     """
-    from .. import roles_api
+    from ..roles import commands as roles_api
 
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     report(roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt), f"deleted role {role}")
 
 
@@ -223,7 +224,7 @@ def candidates(app, role, max_missing, limit, snapshot, fmt) -> None:
     Example:
       rbac-migrate role candidates role-finance-analyst --format csv
     """
-    found = roles_query.candidates(api.store_for(app.settings), role, max_missing, snapshot)
+    found = roles_query.candidates(connections.store_for(app.settings), role, max_missing, snapshot)
     result, graph = found.result, found.graph
     near = result.near[:limit] if limit else result.near
     shown = f" ({len(near)} shown)" if len(near) < len(result.near) else ""
@@ -266,7 +267,7 @@ def mine(app, pairs, baseline_share, min_holders, snapshot, fmt) -> None:
     if pairs:
         found = roles_query.mine_pairs(pairs, min_holders, baseline_share)
     else:
-        found = roles_query.mine_snapshot(api.store_for(app.settings), snapshot, min_holders, baseline_share)
+        found = roles_query.mine_snapshot(connections.store_for(app.settings), snapshot, min_holders, baseline_share)
     proof = "proven minimal" if found.proven_minimal else f"at least {found.lower_bound} needed"
     kept = sum(len(g) for g in found.exceptions.values())
     note(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import api
+from .. import checks
 from ..config import BY_NAME, SETTINGS, load_settings, read_password_file
 from ..errors import ConfigError
 from ..starter import starter_config
@@ -74,7 +74,7 @@ def check(app, fmt) -> None:
     Example:
       rbac-migrate check
     """
-    report = api.check(app.settings, app.prompt)
+    report = checks.check(app.settings, app.prompt)
     caps = report.capabilities
     rows = [
         {"item": "server", "value": f"{report.target} ({caps.vendor})"},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import api, changes
+from .. import changes, connections
+from .. import snapshot as snapshots
 from ..model import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from . import pass_app
 from .render import emit, format_option, note
@@ -25,8 +26,9 @@ def take(app) -> None:
       rbac-migrate snapshot take
     """
     settings = app.settings
-    store = api.store_for(settings)
-    snap = api.take_snapshot(settings, store, progress=lambda stage, n: note(f"  read {n} {stage}"), prompt=app.prompt)
+    store = connections.store_for(settings)
+    progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731
+    snap = snapshots.take_snapshot(settings, store, progress=progress, prompt=app.prompt)
     info = snap.info()
     note(
         f"snapshot {snap.id}: {info.users} users, {info.grants} grant groups, {info.roles} roles, "
@@ -48,7 +50,7 @@ def list_(app, fmt) -> None:
     Example:
       rbac-migrate snapshot list --format json
     """
-    rows = [vars_of(i) for i in api.store_for(app.settings).snapshots()]
+    rows = [vars_of(i) for i in connections.store_for(app.settings).snapshots()]
     emit(rows, fmt, INFO_COLUMNS)
 
 
@@ -68,7 +70,7 @@ def show(app, snapshot, kind, fmt) -> None:
     Example:
       rbac-migrate snapshot show latest --kind grant
     """
-    snap = api.store_for(app.settings).load_snapshot(snapshot)
+    snap = connections.store_for(app.settings).load_snapshot(snapshot)
     rows = [
         {
             "kind": e.kind,
@@ -99,7 +101,7 @@ def diff(app, a, b, fmt) -> None:
     Example:
       rbac-migrate snapshot diff 3 5 --format csv
     """
-    store = api.store_for(app.settings)
+    store = connections.store_for(app.settings)
     old, new = store.load_snapshot(a), store.load_snapshot(b)
     found = changes.diff(old, new)
     note(f"{len(found)} changes from snapshot {old.id} to {new.id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import api
+from .. import connections
 from ..access import AccessGraph, find_one, match_entries
 from ..config import Settings
 from ..model import GRANT, ROLE, USER, Batch
@@ -67,12 +67,12 @@ def plan(
 
 def apply(settings: Settings, store, plan: dict, ticket: str | None, progress: Progress, prompt=None) -> Batch:
     """Apply a reviewed plan; see migration.batches.apply_plan for the order of events."""
-    with api.directory_for(settings, prompt) as directory:
+    with connections.directory_for(settings, prompt) as directory:
         return apply_plan(store, directory, settings, plan, ticket, progress)
 
 
 def resume_batch(settings: Settings, store, batch_id: int, progress: Progress, prompt=None) -> Batch:
-    with api.directory_for(settings, prompt) as directory:
+    with connections.directory_for(settings, prompt) as directory:
         return resume(store, directory, settings, batch_id, progress)
 
 
@@ -86,14 +86,14 @@ def rollback_batch(
     progress: Progress,
     prompt=None,
 ) -> RollbackReport:
-    with api.directory_for(settings, prompt) as directory:
+    with connections.directory_for(settings, prompt) as directory:
         return rollback(store, directory, settings, batch_id, users, dry_run, force, progress)
 
 
 def verify_plan(settings: Settings, plan: dict, prompt=None) -> list[str]:
     """After the plan was applied by other means (LDIF): problems found, empty when all is well."""
     problems = []
-    with api.directory_for(settings, prompt) as directory:
+    with connections.directory_for(settings, prompt) as directory:
         writer = directory.writer()
         for user in plan["users"]:
             for change, expect in expected_members(user, applied=True):

@@ -13,8 +13,7 @@ from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
 from ..audit import AuditRecord, operator
-from ..model import DANGLING, EXTERNAL, USER
-from ..roles import ACTIVE, RoleDefinition, RoleEvent, RoleUpdate
+from ..model import ACTIVE, DANGLING, EXTERNAL, USER, RoleDefinition, RoleEvent, RoleUpdate
 from . import audit as audit_store
 from .schema import role_change_groups, role_changes, role_definitions, role_history, snapshot_entries
 

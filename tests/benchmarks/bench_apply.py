@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import BenchError, add_keep, add_seed, new_parser, render, run_benchmark  # noqa: E402
 
-from rbac_migrate.sampleorg import SampleOrg, SampleUser  # noqa: E402
-from rbac_migrate.sandbox import Slapd  # noqa: E402
+from rbac_migrate.demo.sampleorg import SampleOrg, SampleUser  # noqa: E402
+from rbac_migrate.demo.sandbox import Slapd  # noqa: E402
 
 RATIO_TARGET = 3.0
 ERROR_LIMIT = 4000

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # common also puts the repository on sys.path, so rbac_migrate imports after it.
 from common import Bench, Run, parse_repeat_args, run_benchmark, run_child, setup, snapshot_take  # noqa: E402
 
-from rbac_migrate.sampleorg import SampleOrg, SampleUser  # noqa: E402
-from rbac_migrate.sandbox import Slapd  # noqa: E402
+from rbac_migrate.demo.sampleorg import SampleOrg, SampleUser  # noqa: E402
+from rbac_migrate.demo.sandbox import Slapd  # noqa: E402
 
 TARGET_SECONDS = 0.5
 

@@ -42,7 +42,7 @@ from common import (  # noqa: E402
     warm_up,
 )
 
-from rbac_migrate.sandbox import Slapd  # noqa: E402
+from rbac_migrate.demo.sandbox import Slapd  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (

@@ -40,8 +40,8 @@ from common import (  # noqa: E402
     warm_up,
 )
 
-from rbac_migrate.sampleorg import SampleOrg  # noqa: E402
-from rbac_migrate.sandbox import Slapd  # noqa: E402
+from rbac_migrate.demo.sampleorg import SampleOrg  # noqa: E402
+from rbac_migrate.demo.sandbox import Slapd  # noqa: E402
 
 SNAPSHOT_RATIO_TARGET = 2.0
 RSS_TARGET_MIB = 1024

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from rbac_migrate.config import FLAVOUR_DEFAULTS, PASSWORD_ENV  # noqa: E402
-from rbac_migrate.sampleorg import SampleOrg, generate  # noqa: E402
-from rbac_migrate.sandbox import SandboxError, Slapd, find_binary  # noqa: E402
+from rbac_migrate.demo.sampleorg import SampleOrg, generate  # noqa: E402
+from rbac_migrate.demo.sandbox import SandboxError, Slapd, find_binary  # noqa: E402
 from rbac_migrate.snapshot import GROUP_FILTER  # noqa: E402
 
 USER_ATTRIBUTES = ("entryUUID", "uid", "departmentNumber", "title")

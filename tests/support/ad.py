@@ -19,10 +19,10 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from rbac_migrate.samba import NeedsRootError, SambaDC
-from rbac_migrate.sampleorg import SampleGroup, SampleOrg, SampleUser, generate
-from rbac_migrate.sandbox import NotInstalledError
+from rbac_migrate.demo.sampleorg import SampleGroup, SampleOrg, SampleUser, generate
+from rbac_migrate.demo.sandbox import NotInstalledError
 from tests.support.cli import Result, run, write_config
+from tests.support.samba import NeedsRootError, SambaDC
 from tests.support.skips import unavailable
 
 USERS, SEED = 120, 7  # the OpenLDAP org fixture's, so the shared safety tests find the same people

@@ -6,13 +6,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
-from .errors import UsageError
-from .model import GRANT, ROLE, USER, Snapshot
+from ..errors import UsageError
+from ..model import ACTIVE, DELETED, GRANT, ROLE, USER, Snapshot  # noqa: F401 - re-exported
 
-ACTIVE, DELETED = "active", "deleted"
 # A letter or digit first and last: names become the cn of an LDAP entry and an AD
 # sAMAccountName, where leading or trailing spaces and most punctuation cause trouble.
 _ROLE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?\Z")
@@ -27,47 +24,6 @@ def check_role_name(name: str) -> str:
             f"(at most {MAX_NAME} characters)"
         )
     return name
-
-
-@dataclass(frozen=True)
-class RoleDefinition:
-    """A role as the catalogue in the store knows it; grants are grant-group DNs."""
-
-    id: int
-    name: str
-    dn: str
-    description: str | None
-    grants: tuple[str, ...]
-    state: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class RoleEvent:
-    """One entry of a role's history."""
-
-    at: datetime
-    operator: str
-    action: str
-    ticket: str | None
-    details: Mapping[str, Any]
-    change_id: int | None = None
-
-
-@dataclass(frozen=True)
-class RoleUpdate:
-    """What a finished role command leaves in the catalogue, and the history it adds.
-
-    ``description`` None keeps the stored description; ``grants`` is the full list after the change.
-    """
-
-    name: str
-    dn: str
-    grants: tuple[str, ...]
-    state: str = ACTIVE
-    description: str | None = None
-    events: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 class GroupGraph:

@@ -7,7 +7,7 @@ session of its own, with only the LDAP service.  Samba's LDAP ports are fixed
 (127.0.0.2, 127.0.0.3, ...); Linux answers on the whole of 127/8 without any
 interface configuration.  Provisioning and running a DC needs root.
 
-Like :mod:`rbac_migrate.sandbox` this module only uses the standard library;
+Like :mod:`rbac_migrate.demo.sandbox` this module only uses the standard library;
 the admin helpers (:meth:`SambaDC.ldapsearch` and friends) run the
 ``ldap-utils`` binaries.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from .sandbox import LdapUtilsMixin, NotInstalledError, SandboxError, _one_line, find_binary
+from rbac_migrate.demo.sandbox import LdapUtilsMixin, NotInstalledError, SandboxError, _one_line, find_binary
 
 if TYPE_CHECKING:
     from typing import Self

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import dn as dnutil
-from . import roles_live as live
-from .api import Prompt, directory_for
-from .config import Settings
-from .errors import UsageError
-from .model import GRANT, ROLE
-from .role_plans import Ask, GroupStep, Outcome, RoleCommandError, RolePlan, run
-from .roles import DELETED, RoleUpdate, check_role_name
-from .store import Store
+from .. import dn as dnutil
+from ..config import Settings
+from ..connections import Prompt, directory_for
+from ..errors import UsageError
+from ..model import DELETED, GRANT, ROLE, RoleUpdate
+from ..role_plans import Ask, GroupStep, Outcome, RoleCommandError, RolePlan, run
+from ..store import Store
+from . import live
+from .catalogue import check_role_name
 
 
 def role_create(
@@ -211,8 +211,8 @@ def onboard(
 
 
 def _from_proposal(settings, store, joiner, number, like, grants, min_share) -> OnboardTarget:
-    from .proposals import NEW
-    from .roles_query import propose
+    from ..proposals import NEW
+    from .query import propose
 
     found = propose(settings, store, joiner, like=like, grants=grants, min_share=min_share)
     chosen = found.result.get(number)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import dn as dnutil
-from .config import Settings
-from .errors import NotFoundError, UsageError
-from .model import GRANT, ROLE, USER, Entry
-from .snapshot import GROUP_FILTER, as_filter
+from .. import dn as dnutil
+from ..config import Settings
+from ..errors import NotFoundError, UsageError
+from ..model import GRANT, ROLE, USER, Entry
+from ..snapshot import GROUP_FILTER, as_filter
 
 # groupOfNames must keep one member value; the empty DN names no entry, so it holds a role group
 # open without making anyone a holder (slapd accepts it; refint and dynlist leave it alone).
@@ -57,7 +57,7 @@ def is_protected(settings: Settings, dn: str, name: str | None = None) -> bool:
 
 def find_user(directory, settings: Settings, name: str) -> LiveUser:
     """The user named by id attribute or DN, with enabled state and peer attributes."""
-    from .directory import escape_filter_chars
+    from ..directory import escape_filter_chars
 
     user_filter = as_filter(settings.user_filter, "user_filter")
     attributes = [settings.id_attribute, *settings.peer_attributes]
@@ -82,7 +82,7 @@ def find_user(directory, settings: Settings, name: str) -> LiveUser:
 
 def find_group(directory, settings: Settings, name: str, kind: str) -> str:
     """The DN of the grant group or role named by cn or DN; one-line errors otherwise."""
-    from .directory import escape_filter_chars
+    from ..directory import escape_filter_chars
 
     base = settings.grant_base if kind == GRANT else settings.role_base
     if "=" in name:

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING
 
-from . import dn as dnutil
-from . import proposals
-from .access import find_one, match_entries
-from .api import Prompt, directory_for
-from .config import Settings
-from .errors import NotFoundError, RbacMigrateError, UsageError
-from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Entry, Snapshot
-from .roles import ACTIVE, DELETED, Candidates, GroupGraph, MinedNames, RoleDefinition, RoleEvent, rank_candidates
-from .store import Store
+from .. import dn as dnutil
+from .. import proposals
+from ..access import find_one, match_entries
+from ..config import Settings
+from ..connections import Prompt, directory_for
+from ..errors import NotFoundError, RbacMigrateError, UsageError
+from ..model import ACTIVE, DANGLING, DELETED, EXTERNAL, GRANT, ROLE, USER, Entry, RoleDefinition, RoleEvent, Snapshot
+from ..store import Store
+from .catalogue import Candidates, GroupGraph, MinedNames, rank_candidates
 
 if TYPE_CHECKING:
-    from .roles_live import LiveUser
+    from .live import LiveUser
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def propose(
 
 def _joiner(settings: Settings, store: Store, snapshot_id: int, user: str | LiveUser, prompt: Prompt | None) -> Entry:
     """The joiner from the snapshot, else (a new account) as the directory shows it now."""
-    from .roles_live import find_user
+    from .live import find_user
 
     name = user if isinstance(user, str) else user.dn
     found = store.find_entries(snapshot_id, name, (USER,))
@@ -298,7 +298,7 @@ def mine_snapshot(
 
 def mine_pairs(path: str | PathLike[str], min_holders: int = 1, baseline_share: float | None = None) -> MinedRoles:
     """Roles for an access export of 'user permission' pairs: no directory, no configuration."""
-    from .mining import read_pairs
+    from ..mining import read_pairs
 
     try:
         access = read_pairs(path)
@@ -316,7 +316,7 @@ def _labels(entries: Mapping[int, Entry]) -> dict[int, str]:
 
 
 def _mine(access, attrs, taken, min_holders, baseline_share, left_out: int = 0) -> MinedRoles:
-    from .mining import mine_roles, verify_exact
+    from ..mining import mine_roles, verify_exact
 
     if not any(access.values()):
         raise RbacMigrateError("nothing to mine: no user holds a grant")

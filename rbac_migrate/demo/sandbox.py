@@ -745,7 +745,10 @@ olcRefintAttribute: uniqueMember
         urls = f"{self.url}/ {self.ldapi_url}"
         done = subprocess.run(
             [self._binary("slapd"), "-F", str(self.config_dir), "-h", urls],
-            capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=TOOL_TIMEOUT,
         )
         if done.returncode != 0:
             raise SandboxError(f"slapd did not restart in the background: {_one_line(done.stderr)}")

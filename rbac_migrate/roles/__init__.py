@@ -1,0 +1,1 @@
+"""Roles: the catalogue, candidates and proposals (read a snapshot), and role commands (build change sets)."""
