@@ -97,30 +97,53 @@ STEP_UNDOING, STEP_UNDONE = "undoing", "undone"
 
 @dataclass
 class Step:
-    """One value-level change of a batch: add or delete ``value`` in a group's member attribute."""
+    """One change of a batch, journaled: a member value added or deleted, or a group created or removed.
+
+    ``value`` is the member value (empty for entry steps); ``detail`` holds a created or removed
+    entry's attributes, and ``{"dangling": true}`` for a value known to name no entry.
+    """
 
     seq: int
-    position: int  # which user of the batch it belongs to
-    op: str  # add | delete
+    position: int  # which unit of the batch it belongs to
+    op: str  # add | delete | create | remove
     group_dn: str
     group_uuid: str | None
     value: str
     state: str = STEP_PENDING
+    value_uuid: str | None = None
+    detail: dict = field(default_factory=dict)
 
     @property
     def present_after(self) -> bool:
-        """Whether the value is in the group once the step is applied."""
-        return self.op == "add"
+        """Whether the value (or, for entry steps, the entry) is there once the step is applied."""
+        return self.op in ("add", "create")
+
+    @property
+    def is_entry(self) -> bool:
+        return self.op in ("create", "remove")
+
+
+@dataclass(frozen=True)
+class SubjectAccess:
+    """A user whose effective access a unit must leave exactly at ``after`` (normalised grant DNs)."""
+
+    dn: str
+    uuid: str | None
+    before: frozenset[str]
+    after: frozenset[str]
 
 
 @dataclass
 class BatchUser:
+    """One unit of a batch: its steps are written together, then every subject is verified."""
+
     position: int
-    user_dn: str
+    user_dn: str  # the unit's label entry: the user for per-user units, else the group changed
     user_uuid: str | None
     before_access: list[str]
     state: str = "pending"
     message: str | None = None
+    subjects: list[SubjectAccess] = field(default_factory=list)
 
 
 @dataclass
@@ -138,7 +161,7 @@ class Batch:
     finished_at: datetime | None
     holder: str | None
     message: str | None
-    plan: dict
+    plan: dict  # the change set as written (changeset.to_dict)
     users: list[BatchUser] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 

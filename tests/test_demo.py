@@ -12,7 +12,7 @@ def test_demo_runs_end_to_end(require_slapd, tmp_path):
     assert "snapshot 1: 61 users" in result.err  # the sample org and the new joiner
     assert "nested memberOf    yes" in result.out
     assert " → " in result.out  # access explain printed a path
-    assert "$ rbac-migrate migrate apply" in result.err and "batch 1 applied" in result.err
+    assert "$ rbac-migrate migrate apply" in result.err and "batch 2 applied" in result.err
     assert "restored" in result.out  # the rollback step undid the wave
     assert "$ rbac-migrate joiner onboard newjoiner --proposal 1" in result.err
     assert "$ rbac-migrate report orphans --format html" in result.err

@@ -72,7 +72,7 @@ def test_apply_moves_users_onto_the_role_without_changing_access(ready, tmp_path
     listing = json.loads(org.run("batches", "list", "--format", "json").out)
     assert listing[0]["id"] == 1 and listing[0]["status"] == "applied" and listing[0]["ticket"] == "CHG-1"
     records = open_store(org.store_url).audit_records()
-    assert [r.action for r in records] == ["migrate.start", "migrate.user", "migrate.user", "batch.applied"]
+    assert [r.action for r in records] == ["migrate.start", "migrate.unit", "migrate.unit", "batch.applied"]
     assert all(r.ticket == "CHG-1" for r in records)
     first = records[1].details["changes"]
     assert {(c["before"], c["after"]) for c in first} == {("absent", "present"), ("present", "absent")}
@@ -103,7 +103,7 @@ def test_rollback_of_one_user_and_dry_run(ready, tmp_path):
     assert org.run("migrate", "apply", plan_file(org, tmp_path, users), "--yes").code == 0
     after = managed_state(org)
     dry = org.run("rollback", "1", "--user", users[0].uid, "--dry-run", "--format", "json")
-    assert json.loads(dry.out) == [{"user": users[0].dn, "outcome": "would restore"}]
+    assert json.loads(dry.out) == [{"batch": 1, "user": users[0].dn, "outcome": "would restore"}]
     assert managed_state(org) == after
     assert org.run("rollback", "1", "--user", users[0].uid, "--yes").code == 0
     state = managed_state(org)
@@ -140,7 +140,7 @@ def test_apply_refuses_drift_naming_entry_and_value(ready, tmp_path):
     state = managed_state(org)
     result = org.run("migrate", "apply", plan, "--yes")
     line = assert_one_line_error(
-        result, "the directory changed since the plan", f"{grant.dn} no longer holds {user.dn}"
+        result, "the directory changed since the plan", f"{user.uid}: the role would add access", grant.cn
     )
     assert "Traceback" not in line
     assert managed_state(org) == state
@@ -154,7 +154,7 @@ def test_user_recreated_under_same_dn_is_drift(ready, tmp_path):
     org.slapd.ldapdelete(user.dn)
     org.slapd.ldapadd(f"dn: {user.dn}\nobjectClass: inetOrgPerson\nuid: {user.uid}\ncn: {user.uid}\nsn: Person\n\n")
     result = org.run("migrate", "apply", plan, "--yes")
-    assert_one_line_error(result, f"{user.dn} is not the account the plan was made for")
+    assert_one_line_error(result, f"{user.dn} is not the entry the plan was made for")
 
 
 def test_plan_refuses_gain_unless_approved(ready):
@@ -166,7 +166,8 @@ def test_plan_refuses_gain_unless_approved(ready):
         "migrate", "plan", "--role", ROLE, "--users", outsider.uid, "--allow-gain", outsider.uid, "--format", "json"
     )
     assert ok.code == 0
-    assert json.loads(ok.out)["users"][0]["gain"]
+    subject = json.loads(ok.out)["units"][0]["subjects"][0]
+    assert set(subject["after"]) - set(subject["before"])
 
 
 def test_guard_rails(ready, tmp_path):
@@ -181,10 +182,10 @@ def test_guard_rails(ready, tmp_path):
     assert_one_line_error(result, "more than max_removals_per_run 3")
     plan_path = plan_file(org, tmp_path, users[:1])
     plan = json.loads(open(plan_path).read())
-    plan["users"][0]["deletes"][0]["group_dn"] = "cn=admins," + org.sample.base_dn
+    plan["units"][0]["edits"][-1]["group"]["dn"] = "cn=admins," + org.sample.base_dn
     open(plan_path, "w").write(json.dumps(plan))
     result = org.run("migrate", "apply", plan_path, "--yes")
-    assert_one_line_error(result, "is outside the grant and role bases")
+    assert_one_line_error(result, "is not a plan this store wrote, or it was edited since")
     leaver = next(u for u in org.sample.users if u.leaver)
     assert_one_line_error(org.run("migrate", "plan", "--role", ROLE, "--users", leaver.uid), "is disabled")
 
@@ -200,7 +201,7 @@ def test_plan_formats_and_verify_after_ldapmodify(ready, tmp_path):
     org.slapd.ldapmodify(ldif)
     result = org.run("migrate", "verify", plan)
     assert result.code == 0, result.out + result.err
-    assert "access is unchanged" in result.err
+    assert "access is as planned" in result.err
 
 
 def test_batch_size_picks_safe_candidates(ready):
@@ -208,7 +209,8 @@ def test_batch_size_picks_safe_candidates(ready):
     result = org.run("migrate", "plan", "--role", ROLE, "--batch-size", "2", "--format", "json")
     assert result.code == 0, result.err
     plan = json.loads(result.out)
-    assert len(plan["users"]) == 2 and all(not u["gain"] for u in plan["users"])
+    assert len(plan["units"]) == 2
+    assert all(s["before"] == s["after"] for u in plan["units"] for s in u["subjects"])
 
 
 def test_status_and_batches_show(ready, tmp_path):
@@ -261,7 +263,7 @@ def test_rollback_point_is_written_before_the_first_write(ready, tmp_path):
     assert [u.user_dn for u in batch.users] == [u.dn for u in users]
     assert all(u.before_access for u in batch.users)
     planned = json.loads(open(plan).read())
-    assert len(batch.steps) == sum(len(u["adds"]) + len(u["deletes"]) for u in planned["users"])
+    assert len(batch.steps) == sum(len(u["edits"]) for u in planned["units"])
     assert {s.state for s in batch.steps} <= {"pending", "inflight"}
 
 

@@ -63,7 +63,7 @@ def test_waves_run_to_the_end_with_gates_confirmed(org):
     result = _waves(org, "--var", "soak=0s", "--yes")
     assert result.code == 0, result.err
     batches = open_store(org.store_url).batches()
-    assert [len(b.plan["users"]) for b in batches] == [1, 3, 3]  # 1 → 3 → the 3 candidates left
+    assert [len(b.plan["units"]) for b in batches] == [1, 3, 3]  # 1 → 3 → the 3 candidates left
     assert all(b.status == "applied" and b.ticket == "CHG-9" for b in batches)
     rows = json.loads(org.run("playbook", "status", "--format", "json").out)
     assert rows[0]["state"] == "finished" and rows[0]["playbook"] == "migrate-role-in-waves"
@@ -75,7 +75,7 @@ def test_gate_waits_then_a_second_process_resumes(org):
     first = _waves(org, "--var", "soak=2s", "--yes")
     assert first.code == 5, first.err
     assert "gate 'gate-1' opens at" in first.err
-    assert [len(b.plan["users"]) for b in open_store(org.store_url).batches()] == [1]
+    assert [len(b.plan["units"]) for b in open_store(org.store_url).batches()] == [1]
     time.sleep(2.2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")} | org.env
     argv = [
@@ -96,7 +96,7 @@ def test_gate_waits_then_a_second_process_resumes(org):
     second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 5, second.stderr
     assert "gate 'gate-2' opens at" in second.stderr
-    assert [len(b.plan["users"]) for b in open_store(org.store_url).batches()] == [1, 3]
+    assert [len(b.plan["units"]) for b in open_store(org.store_url).batches()] == [1, 3]
 
 
 def test_gate_without_confirmation_waits(org):

@@ -47,7 +47,7 @@ def test_random_cycles_keep_access_and_roll_back_exactly(org, tmp_path):
             if result.code != 0:
                 assert "no user to migrate" in result.err, result.err
                 continue
-            points = 2 * len(json.loads(plan.read_text())["users"])
+            points = 2 * len(json.loads(plan.read_text())["units"])
             kill_at = None if action == "apply" else rng.randint(1, points)
             done = apply_in_subprocess(org, str(plan), kill_at)
             batch = store.batches()[-1].id

@@ -53,7 +53,7 @@ def test_create_nests_the_role_and_onboard_gives_its_access(org):
     user, (g1, g2) = newcomer(org)
     result = org.run("role", "create", "role-x", "--grant", g1, "--grant", g2, "--description", "X team", "--yes")
     assert result.code == 0, result.err
-    assert "created role role-x (rollback point 1)" in result.err
+    assert "created role role-x (batch 1; 'rbac-migrate rollback 1' undoes it)" in result.err
     dn = role_dn(org, "role-x")
     assert values(org, dn, "objectClass") == ["groupofnames", "top"]
     assert values(org, dn, "member") == [""]  # the placeholder: nobody holds it yet
@@ -109,7 +109,7 @@ def test_onboard_refuses_unknown_disabled_and_protected_users(org):
     assert_one_line_error(disabled, f"user {leaver.uid} is disabled")
     user, _ = newcomer(org)
     protected = org.run("--set", f"protected_accounts={user.uid}", "joiner", "onboard", user.uid, "--role", "role-z")
-    assert_one_line_error(protected, f"user {user.uid} is a protected account")
+    assert_one_line_error(protected, f"{user.dn} is a protected account")
     assert values(org, role_dn(org, "role-z"), "member") == [""]
 
 
@@ -207,19 +207,34 @@ def test_every_change_is_audited_with_a_rollback_point(org):
     store = store_of(org)
     records = store.audit_records()
     assert audit.verify(records, store.audit_head()) == []
-    assert [(r.action, r.target.lower(), r.ticket) for r in records] == [
-        ("role create", role_dn(org, "role-t").lower(), "CHG-4"),
-        ("role create", grant_dn(org, g1).lower(), "CHG-4"),
-        ("role create", grant_dn(org, g2).lower(), "CHG-4"),
-        ("joiner onboard", role_dn(org, "role-t").lower(), "HR-4"),
+    assert [(r.action, r.ticket) for r in records] == [
+        ("role-create.start", "CHG-4"),
+        ("role-create.unit", "CHG-4"),
+        ("batch.applied", "CHG-4"),
+        ("onboard.start", "HR-4"),
+        ("onboard.unit", "HR-4"),
+        ("batch.applied", "HR-4"),
     ]
-    nest = records[1].details
-    assert (nest["before"], nest["after"]) == ({"member": []}, {"member": [role_dn(org, "role-t")]})
-    assert records[3].details["after"] == {"member": [user.dn]}
-    point = store.roles.change(records[1].details["change"])
-    assert point.state == "done"
-    assert [g.existed for g in point.groups] == [False, True, True]
-    assert [sorted(v.lower() for v in g.prior_members) for g in point.groups[1:]] == [before[g1], before[g2]]
+    created = records[1].details["changes"]
+    assert [(c["op"], c["group"].lower(), c["value"].lower()) for c in created] == [
+        ("create", role_dn(org, "role-t").lower(), ""),
+        ("add", grant_dn(org, g1).lower(), role_dn(org, "role-t").lower()),
+        ("add", grant_dn(org, g2).lower(), role_dn(org, "role-t").lower()),
+    ]
+    assert all((c["before"], c["after"]) == ("absent", "present") for c in created)
+    onboarded = records[4].details
+    assert [(c["group"].lower(), c["value"]) for c in onboarded["changes"]] == [
+        (role_dn(org, "role-t").lower(), user.dn)
+    ]
+    assert onboarded["access"] == {user.dn: "verified"}
+    batches = store.batches()
+    assert [(b.id, b.kind, b.status) for b in batches] == [(1, "role-create", "applied"), (2, "onboard", "applied")]
+    journaled = store.batch(1).steps
+    assert [s.op for s in journaled] == ["create", "add", "add"] and journaled[0].group_uuid
+    after = {g: values(org, grant_dn(org, g), "member") for g in (g1, g2)}
+    assert {g: sorted(set(after[g]) - set(before[g])) for g in (g1, g2)} == {
+        g: [role_dn(org, "role-t").lower()] for g in (g1, g2)
+    }
     history = json.loads(org.run("role", "show", "role-t", "--format", "json").out)["history"]
     assert [(h["action"], h["ticket"]) for h in history] == [("created", "CHG-4"), ("holder added", "HR-4")]
 
@@ -234,11 +249,11 @@ def test_a_refused_write_leaves_nothing_half_written(org, monkeypatch, transacti
     def ask(_plan):  # someone deletes a grant group between the confirmation and the writes
         org.slapd.ldapdelete(grant_dn(org, g2))
 
-    with pytest.raises(RbacMigrateError, match="nothing was changed"):
+    with pytest.raises(RbacMigrateError, match="does not exist in the directory"):
         roles_api.role_create(settings, store, "role-s", [g1, g2], ask=ask)
     assert not org.slapd.exists(role_dn(org, "role-s"))
     assert role_dn(org, "role-s").lower() not in values(org, grant_dn(org, g1), "member")
-    assert store.roles.change(1).state == "failed"
+    assert store.batches() == []
     assert store.audit_records() == []
 
 

@@ -54,6 +54,7 @@ COMMANDS = {
     "migrate": "migrate",
     "rollback": "migrate",
     "batches": "migrate",
+    "apply": "migrate",
     "report": "reports",
     "audit": "audit",
     "playbook": "playbook",

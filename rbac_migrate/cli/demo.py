@@ -192,9 +192,12 @@ def _tour(org, folder: Path) -> None:
     )
     _step(
         "rollback",
-        "Changed your mind? Roll the batch back: exactly the prior member values return.",
+        "Changed your mind? Roll the wave back: exactly the prior member values return. Every batch can "
+        "be rolled back the same way, the onboarding (batch 1) included.",
         "rollback",
-        "1",
+        "2",
+        "--ticket",
+        "DEMO-2",
         "--yes",
     )
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
-from .. import connections, migration
+from .. import changeset, connections, migration
 from ..errors import UsageError
 from . import pass_app
 from .render import emit, format_option, note, tabulate_rows
@@ -39,26 +37,35 @@ def migrate_group() -> None:
 
 
 def _users_option(func):
-    func = click.option("--users", help="Comma-separated users (id or DN).")(func)
+    func = click.option("--users", multiple=True, help="Users (id or DN), repeatable or comma-separated.")(func)
     func = click.option("--batch-size", type=click.IntRange(1), help="Pick the next N safe candidates.")(func)
     func = click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")(func)
     return click.option("--role", required=True, help="Role to migrate onto (name or DN).")(func)
 
 
-def _make_plan(app, role, users, batch_size, allow_gain) -> dict:
+def _make_plan(app, role, users, batch_size, allow_gain):
     if users and batch_size:
         raise UsageError("give --users or --batch-size, not both")
-    names = [u.strip() for u in users.split(",") if u.strip()] if users else None
-    return migration.plan(app.settings, connections.store_for(app.settings), role, names, batch_size, list(allow_gain))
+    names = split_names(users) or None
+    store = connections.store_for(app.settings)
+    gains = split_names(allow_gain)
+    return migration.plan(app.settings, store, role, names, batch_size, gains, app.prompt)
+
+
+def split_names(values) -> list[str]:
+    """Users given as a repeatable option, comma-separated, or both: the same list either way."""
+    if isinstance(values, str):
+        values = (values,)
+    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
 
 
 @migrate_group.command("plan")
 @_users_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the plan to FILE.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan to FILE (owner-only).")
 @format_option("table", "json", "ldif")
 @pass_app
 def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
-    """Compute the exact changes for a batch; nothing is written to the directory.
+    """Compute the exact changes for a batch against the live directory; nothing is written to it.
 
     \b
     Example:
@@ -66,21 +73,45 @@ def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
     """
     plan = _make_plan(app, role, users, batch_size, allow_gain)
     if output:
-        Path(output).write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
-        count = len(plan["users"])
+        migration.write_plan_file(connections.store_for(app.settings), plan, output)
+        count = len(plan.units)
         note(f"plan for {count} users written to {output}; review it, then 'rbac-migrate migrate apply {output}'")
     if fmt == "ldif":
         click.echo(migration.plan_ldif(plan, app.settings.member_attribute))
     elif fmt == "json":
-        click.echo(json.dumps(plan, indent=2))
+        click.echo(changeset.dumps(plan), nl=False)
     else:
         emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
+
+
+def _question(plan) -> str:
+    if plan.kind == "migrate" and plan.role is not None:
+        return f"Move {len(plan.units)} users onto {plan.role.name} ({plan.removals} direct grants removed)?"
+    return f"Apply: {plan.title} ({len(plan.edits)} changes, {plan.removals} removals)?"
+
+
+def apply_plan_file(app, plan_file: str, ticket, yes) -> None:
+    """Apply any change-set file through the engine, after showing what it will do."""
+    store = connections.store_for(app.settings)
+    require_ticket(app, ticket)
+
+    def ask(plan) -> None:
+        confirm(_question(plan), yes, tabulate_rows(migration.plan_rows(plan)))
+
+    batch = migration.apply_file(app.settings, store, plan_file, ticket, note, app.prompt, ask)
+    note(f"batch {batch.id} applied: {batch.message}")
+    click.echo(batch.id)
+
+
+def require_ticket(app, ticket) -> None:
+    if app.settings.values.get("require_ticket") and not ticket:
+        raise UsageError("this store requires --ticket REF for every write (require_ticket: true)")
 
 
 @migrate_group.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--role", help="Plan and apply in one go (needs --yes).")
-@click.option("--users", help="Comma-separated users, with --role.")
+@click.option("--users", multiple=True, help="Users, repeatable or comma-separated, with --role.")
 @click.option("--batch-size", type=click.IntRange(1), help="Next N safe candidates, with --role.")
 @click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")
 @click.option("--ticket", help="Change ticket reference, kept in the audit log.")
@@ -88,31 +119,29 @@ def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
 @click.option("--if-any", is_flag=True, help="With --role: succeed quietly when no candidate is left.")
 @pass_app
 def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, if_any) -> None:
-    """Apply a reviewed plan: write-ahead rollback point, value-level writes, verified per user.
+    """Apply a reviewed plan: rebuilt against the directory, write-ahead rollback point, verified per user.
 
     \b
     Example:
       rbac-migrate migrate apply wave1.json --ticket CHG-1042
     """
-    store = connections.store_for(app.settings)
     if plan_file:
-        plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
-    elif role:
-        if not yes:
-            raise UsageError("applying without a reviewed plan file needs --yes")
-        try:
-            plan = _make_plan(app, role, users, batch_size, allow_gain)
-        except migration.NothingToMigrate as exc:
-            if not if_any:
-                raise
-            note(f"nothing to do: {exc}")
-            return
-    else:
+        apply_plan_file(app, plan_file, ticket, yes)
+        return
+    if not role:
         raise UsageError("give a PLAN file, or --role with --users/--batch-size and --yes")
-    removals = sum(len(u["deletes"]) for u in plan["users"])
-    question = f"Move {len(plan['users'])} users onto {plan['role']['name']} ({removals} direct grants removed)?"
-    confirm(question, yes, tabulate_rows(migration.plan_rows(plan)))
-    batch = migration.apply(app.settings, store, plan, ticket, note, app.prompt)
+    if not yes:
+        raise UsageError("applying without a reviewed plan file needs --yes")
+    require_ticket(app, ticket)
+    try:
+        plan = _make_plan(app, role, users, batch_size, allow_gain)
+    except migration.NothingToMigrate as exc:
+        if not if_any:
+            raise
+        note(f"nothing to do: {exc}")
+        return
+    store = connections.store_for(app.settings)
+    batch = migration.execute_change_set(app.settings, store, plan, ticket, note, app.prompt)
     note(f"batch {batch.id} applied: {batch.message}")
     click.echo(batch.id)
 
@@ -121,17 +150,16 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, 
 @click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
 @pass_app
 def verify_cmd(app, plan_file) -> int:
-    """Check that a plan applied by other means (ldapmodify of its LDIF) left access unchanged.
+    """Check that a plan applied by other means (ldapmodify of its LDIF) left access as planned.
 
     \b
     Example:
       rbac-migrate migrate verify wave1.json
     """
-    plan = migration.load_plan(Path(plan_file).read_text(encoding="utf-8"), plan_file)
-    problems = migration.verify_plan(app.settings, plan, app.prompt)
+    problems = migration.verify_plan(app.settings, plan_file, app.prompt)
     for problem in problems:
         click.echo(problem)
-    note("verified: every change is in place and access is unchanged" if not problems else f"{len(problems)} problems")
+    note("verified: every change is in place and access is as planned" if not problems else f"{len(problems)} problems")
     return 0 if not problems else 1
 
 
@@ -170,35 +198,46 @@ def status_cmd(app, fmt) -> None:
 
 
 @click.command("rollback")
-@click.argument("batch", type=int)
-@click.option("--user", "users", multiple=True, help="Only this user (id or DN); repeatable.")
+@click.argument("batches", nargs=-1, required=True, type=int)
+@click.option("--user", "users", multiple=True, help="Only this user (id or DN); repeatable or comma-separated.")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored and the conflicts.")
 @click.option("--force", is_flag=True, help="Restore users even where someone changed values since.")
+@click.option("--ticket", help="Change ticket reference, kept in the audit log.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @format_option()
 @pass_app
-def rollback_cmd(app, batch, users, dry_run, force, yes, fmt) -> int:
-    """Restore exactly what a batch changed; conflicting users are left alone unless --force.
+def rollback_cmd(app, batches, users, dry_run, force, ticket, yes, fmt) -> int:
+    """Restore exactly what batches changed (newest first); conflicting users are left alone unless --force.
+
+    Any batch can be rolled back: migration waves, onboardings, role edits, remediation.
 
     \b
     Example:
       rbac-migrate rollback 7 --user alice --dry-run
+      rbac-migrate rollback 9 8 7 --ticket CHG-1043
     """
     store = connections.store_for(app.settings)
-    store.batch(batch)  # an unknown batch is reported before anything connects
-    chosen = set(users) or None
+    for batch in batches:
+        store.batch(batch)  # an unknown batch is reported before anything connects
+    if not dry_run:
+        require_ticket(app, ticket)
+    chosen = set(split_names(users)) or None
+    rows, conflicts = [], False
+    for batch in sorted(set(batches), reverse=True):
 
-    def run(dry: bool):
-        return migration.rollback_batch(app.settings, store, batch, chosen, dry, force, note, app.prompt)
+        def run(dry: bool, batch=batch):
+            return migration.rollback_batch(app.settings, store, batch, chosen, dry, force, note, app.prompt, ticket)
 
-    if not dry_run and not yes and sys.stdin.isatty():
-        preview = tabulate_rows(_rollback_rows(run(True), "would restore"))
-        confirm(f"Roll back batch {batch}{' for ' + ', '.join(users) if users else ''}?", yes, preview)
-    elif not dry_run:
-        confirm(f"Roll back batch {batch}?", yes)
-    report = run(dry_run)
-    emit(_rollback_rows(report, "would restore" if dry_run else "restored"), fmt, ["user", "outcome"])
-    return 4 if report.conflicts and not force else 0
+        if not dry_run and not yes and sys.stdin.isatty():
+            preview = tabulate_rows(_rollback_rows(run(True), "would restore"))
+            confirm(f"Roll back batch {batch}{' for ' + ', '.join(sorted(chosen)) if chosen else ''}?", yes, preview)
+        elif not dry_run:
+            confirm(f"Roll back batch {batch}?", yes)
+        report = run(dry_run)
+        rows += [{"batch": batch, **row} for row in _rollback_rows(report, "would restore" if dry_run else "restored")]
+        conflicts = conflicts or bool(report.conflicts and not force)
+    emit(rows, fmt, ["batch", "user", "outcome"])
+    return 4 if conflicts else 0
 
 
 def _rollback_rows(report, verb: str) -> list[dict]:
@@ -229,7 +268,7 @@ def batches_list(app, fmt) -> None:
             "kind": b.kind,
             "role": b.role_dn,
             "status": b.status,
-            "users": len(b.plan.get("users", [])),
+            "units": len(b.plan.get("units", b.plan.get("users", []))),
             "operator": b.operator,
             "ticket": b.ticket,
             "created_at": b.created_at,
@@ -237,7 +276,7 @@ def batches_list(app, fmt) -> None:
         }
         for b in connections.store_for(app.settings).batches()
     ]
-    emit(rows, fmt, ["id", "kind", "role", "status", "users", "operator", "ticket", "created_at", "message"])
+    emit(rows, fmt, ["id", "kind", "role", "status", "units", "operator", "ticket", "created_at", "message"])
 
 
 @batches_group.command("show")
@@ -259,14 +298,32 @@ def batches_show(app, batch, fmt) -> None:
             "user_state": users[s.position].state,
             "op": s.op,
             "group": s.group_dn,
+            "value": s.value,
             "step_state": s.state,
         }
         for s in found.steps
     ]
     note(f"batch {found.id}: {found.status} ({found.message or ''})")
-    emit(rows, fmt, ["user", "user_state", "op", "group", "step_state"])
+    emit(rows, fmt, ["user", "user_state", "op", "group", "value", "step_state"])
+
+
+@click.command("apply")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ticket", help="Change ticket reference, kept in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def apply_any_cmd(app, plan_file, ticket, yes) -> None:
+    """Apply any change-set file (a migration wave, remediation, mined roles) through the write engine.
+
+    The file's intent is rebuilt against the live directory; anything else it asks for is refused.
+
+    \b
+    Example:
+      rbac-migrate apply wave1.json --ticket CHG-1042
+    """
+    apply_plan_file(app, plan_file, ticket, yes)
 
 
 def register(cli: click.Group) -> None:
-    for command in (migrate_group, rollback_cmd, batches_group):
+    for command in (migrate_group, rollback_cmd, batches_group, apply_any_cmd):
         cli.add_command(command)

@@ -14,7 +14,7 @@ from . import pass_app
 from .render import emit, format_option, note, table
 
 if TYPE_CHECKING:  # the write side (and ldap3 behind it) loads only for commands that write
-    from ..role_plans import Outcome, RolePlan
+    from ..roles.commands import Outcome, RolePlan
 
 
 def asker(yes: bool):
@@ -33,10 +33,10 @@ def asker(yes: bool):
 
 
 def report(outcome: Outcome, done: str) -> None:
-    if outcome.change_id is None:
+    if outcome.batch_id is None:
         note("nothing to do: " + ("; ".join(outcome.plan.lines) or "the directory is already as asked"))
     else:
-        note(f"{done} (rollback point {outcome.change_id})")
+        note(f"{done} (batch {outcome.batch_id}; 'rbac-migrate rollback {outcome.batch_id}' undoes it)")
 
 
 def write_options(func):

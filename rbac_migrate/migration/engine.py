@@ -1,8 +1,10 @@
-"""Apply, resume and undo value-level steps user by user, journaling each as it happens.
+"""The one writer: every change to the directory, whatever command asked for it, goes through here.
 
-Order of events for every user: the journal says a step is in flight, the directory is written,
-the journal says it is applied. A crash between any two leaves steps "in flight"; they are settled
-by reading the directory back, never by writing again blindly.
+Order of events for every unit: the journal says a step is in flight, the directory is written,
+the journal says it is applied; then every value is read back and every subject's effective
+access must equal the unit's promise, or the unit is restored and the batch stops. A crash
+between any two leaves steps "in flight"; they are settled by reading the directory back, never
+by writing again blindly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ..model import (
     Step,
 )
 from ..store import journal
-from .live import FaultInjector, live_access
+from .guards import GuardRails
+from .live import FaultInjector, LiveView
 
 
 class MigrationError(RbacMigrateError):
@@ -39,6 +42,8 @@ class Engine:
         self.directory = directory
         self.settings = settings
         self.writer = directory.writer()
+        self.view = LiveView(directory, settings)
+        self.guards = GuardRails(self.view, settings)
         self.transactions = (
             settings.transactions == "auto" and settings.flavour != "ad" and directory.capabilities().transactions
         )
@@ -58,12 +63,21 @@ class Engine:
             journal.set_user(conn, batch.id, user.position, state, message)
         user.state, user.message = state, message
 
+    # -- reading back ---------------------------------------------------------------------
+
+    def is_present(self, step: Step) -> bool | None:
+        """Whether the step's value (entry steps: the entry) is in the directory now; None: no group."""
+        if step.is_entry:
+            return self.directory.read_entry(step.group_dn, ["1.1"]) is not None
+        return self.writer.has_member(step.group_dn, step.value)
+
     # -- writing --------------------------------------------------------------------------
 
     def write(self, batch: Batch, steps: list[Step], undo: bool) -> None:
         """Write steps (or their inverses) as one unit where the server offers transactions."""
         if not steps:
             return
+        self.guards.check(steps, undo=undo, limits=False)
         inflight, done = (STEP_UNDOING, STEP_UNDONE) if undo else (STEP_INFLIGHT, STEP_APPLIED)
         units = [steps] if self.transactions else [[s] for s in steps]
         for unit in units:
@@ -71,30 +85,56 @@ class Engine:
             self.faults.point()
             with self.writer.transaction() if self.transactions else nullcontext():
                 for group_dn, changes in _by_group(unit, undo):
-                    self.writer.change_members(group_dn, changes)
+                    self._send(group_dn, changes, undo)
             self.faults.point()
+            self.view.forget(s.group_dn for s in unit if s.is_entry)
+            self._record_created(batch, unit, undo)
             self.mark_steps(batch, unit, done)
+
+    def _send(self, group_dn: str, changes: list, undo: bool) -> None:
+        if isinstance(changes, Step):
+            step = changes
+            creating = (step.op == "create") != undo
+            if creating:
+                attrs = {k: list(v) for k, v in step.detail.get("attributes", {}).items()}
+                classes = attrs.pop("objectClass", None) or attrs.pop("objectclass", [])
+                self.writer.add_entry(group_dn, classes, attrs)
+            else:
+                self.writer.delete_entry(group_dn)
+            return
+        self.writer.change_members(group_dn, changes)
+
+    def _record_created(self, batch: Batch, steps: list[Step], undo: bool) -> None:
+        """A created entry gets its identity from the server: journal it, so rollback knows it."""
+        for step in steps:
+            if step.is_entry and (step.op == "create") != undo:
+                uuid = self.view.uuid_of(step.group_dn)
+                with self.store.begin() as conn:
+                    journal.set_step_uuid(conn, batch.id, step.seq, uuid)
+                step.group_uuid = uuid
 
     def settle(self, batch: Batch, steps: list[Step]) -> None:
         """Decide in-flight steps by reading the directory: applied, or back to where they were."""
         for step in steps:
             if step.state not in (STEP_INFLIGHT, STEP_UNDOING):
                 continue
-            present = self.writer.has_member(step.group_dn, step.value)
+            present = self.is_present(step)
             if step.state == STEP_INFLIGHT:
                 self.mark_steps(batch, [step], STEP_APPLIED if present == step.present_after else STEP_PENDING)
             else:
                 self.mark_steps(batch, [step], STEP_UNDONE if present != step.present_after else STEP_APPLIED)
+            if step.is_entry and step.state == STEP_APPLIED and step.op == "create" and step.group_uuid is None:
+                self._record_created(batch, [step], undo=False)
 
     # -- forwards -------------------------------------------------------------------------
 
     def apply_user(self, batch: Batch, user: BatchUser) -> None:
-        """Apply a user's pending steps (role first), verify access, or restore and stop."""
+        """Apply a unit's pending steps (additions first), verify, or restore and stop."""
         steps = batch.steps_of(user.position)
         self.settle(batch, steps)
         pending = [s for s in steps if s.state == STEP_PENDING]
-        # Without a transaction, adding the role before removing grants means no moment without access.
-        pending.sort(key=lambda s: (s.op != "add", s.seq))
+        # Without a transaction, adding before removing means no moment without access.
+        pending.sort(key=lambda s: (_order(s.op), s.seq))
         try:
             self.write(batch, pending, undo=False)
         except ConnectionLost:
@@ -102,46 +142,66 @@ class Engine:
         except WriteError as exc:
             self.mark_steps(batch, [s for s in pending if s.state == STEP_INFLIGHT], STEP_FAILED)
             self.restore_user(batch, user)
-            raise MigrationError(f"{user.user_dn}: {exc}; this user was restored and the batch stopped") from None
+            raise MigrationError(f"{user.user_dn}: {exc}; this unit was restored and the batch stopped") from None
         self.verify_user(batch, user)
 
     def verify_user(self, batch: Batch, user: BatchUser) -> None:
-        before = set(user.before_access)
-        approved = set(_approved_gain(batch, user))
-        now = set(live_access(self.directory, self.settings, user.user_dn))
-        if now == before | approved:
+        problems = self.check_after(batch.steps_of(user.position), user, undone=False)
+        if not problems:
             self.mark_user(batch, user, "verified")
             return
-        gained, lost = sorted(now - before - approved), sorted(before - now)
         self.restore_user(batch, user)
-        raise MigrationError(
-            f"{user.user_dn}: effective access changed (gained {gained}, lost {lost}); "
-            "this user was restored and the batch stopped"
-        )
+        raise MigrationError(f"{user.user_dn}: {problems[0]}; this unit was restored and the batch stopped")
+
+    def check_after(self, steps: list[Step], user: BatchUser, undone: bool) -> list[str]:
+        """Read back every value the unit touched and every subject's access; problems, or none."""
+        problems = []
+        for step in steps:
+            if step.state not in ((STEP_UNDONE,) if undone else (STEP_APPLIED,)):
+                continue
+            want = step.present_after != undone
+            if self.is_present(step) is not want:
+                what = step.group_dn if step.is_entry else f"{step.value} in {step.group_dn}"
+                problems.append(f"{what} is {'absent' if want else 'still present'} after the write")
+        for subject in user.subjects:
+            expected = subject.before if undone else subject.after
+            now = self.view.access(subject.dn)
+            if now != expected:
+                gained, lost = sorted(now - expected), sorted(expected - now)
+                problems.append(f"effective access of {subject.dn} changed (gained {gained}, lost {lost})")
+        return problems
 
     # -- backwards ------------------------------------------------------------------------
 
     def restore_user(self, batch: Batch, user: BatchUser) -> None:
-        """Undo what was applied for this user (grants back before the role goes)."""
+        """Undo what was applied for this unit (additions undone last)."""
         steps = batch.steps_of(user.position)
         self.settle(batch, steps)
         applied = [s for s in steps if s.state == STEP_APPLIED]
-        applied.sort(key=lambda s: (s.op != "delete", -s.seq))
+        applied.sort(key=lambda s: (-_order(s.op), -s.seq))
         self.write(batch, applied, undo=True)
         self.mark_user(batch, user, "restored")
 
 
-def _by_group(steps: list[Step], undo: bool) -> list[tuple[str, list[MemberChange]]]:
-    """Group changes per entry (one atomic modify each), keeping first-seen order."""
-    grouped: dict[str, list[MemberChange]] = {}
+def _order(op: str) -> int:
+    """Entries are created first and removed last; values are added before others are deleted."""
+    return {"create": 0, "add": 1, "delete": 2, "remove": 3}[op]
+
+
+def _by_group(steps: list[Step], undo: bool) -> list[tuple[str, list[MemberChange] | Step]]:
+    """Value changes grouped per entry (one atomic modify each), keeping order; entry steps alone."""
+    grouped: list[tuple[str, list[MemberChange] | Step]] = []
+    open_modify: dict[str, list[MemberChange]] = {}
     for step in steps:
+        if step.is_entry:
+            grouped.append((step.group_dn, step))
+            open_modify.clear()
+            continue
         op = step.op if not undo else ("delete" if step.op == "add" else "add")
-        grouped.setdefault(step.group_dn, []).append(MemberChange(op, step.group_dn, step.value))
-    return list(grouped.items())
-
-
-def _approved_gain(batch: Batch, user: BatchUser) -> list[str]:
-    for planned in batch.plan.get("users", []):
-        if planned["dn"] == user.user_dn:
-            return planned.get("gain", [])
-    return []
+        change = MemberChange(op, step.group_dn, step.value)
+        if step.group_dn in open_modify:
+            open_modify[step.group_dn].append(change)
+        else:
+            open_modify[step.group_dn] = [change]
+            grouped.append((step.group_dn, open_modify[step.group_dn]))
+    return grouped

@@ -1,14 +1,19 @@
-"""Fresh reads of the directory: effective access now, and whether a plan still holds."""
+"""Fresh reads of the directory for the engine: identities, memberships, effective access.
+
+``LiveView`` caches what it read for the length of one command, and can say what a user's
+effective access will be once a list of edits is applied (``expected_access``): the engine
+verifies each unit against that promise, and plans are built from it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from .. import dn as dnutil
+from ..changeset import ADD, CREATE, DELETE, REMOVE, Edit
 from ..errors import RbacMigrateError
-from .plan import expected_members
 
 FAULT_ENV = "RBAC_MIGRATE_FAULT_KILL_AT"
 
@@ -17,69 +22,106 @@ class DriftError(RbacMigrateError):
     """The directory no longer looks the way the plan expects."""
 
 
+def identity_attribute(settings) -> str:
+    return "objectGUID" if settings.flavour == "ad" else "entryUUID"
+
+
+def is_grant(settings, dn: str) -> bool:
+    """A managed grant group: under grant_base and not under role_base."""
+    return dnutil.is_within(dn, settings.grant_base) and not dnutil.is_within(dn, settings.role_base)
+
+
+class LiveView:
+    """Cached look-ups against the live directory, for one command."""
+
+    def __init__(self, directory, settings):
+        self.directory = directory
+        self.settings = settings
+        self._uuid: dict[str, str | None] = {}
+        self._parents: dict[str, tuple[str, ...]] = {}
+        self._spelling: dict[str, str] = {}  # normalised DN → as the server spells it
+
+    def forget(self, entries: Iterable[str] = ()) -> None:
+        """Drop memberships read so far (and the identities at these DNs): the directory was written."""
+        self._parents.clear()
+        for dn in entries:
+            self._uuid.pop(dnutil.normalize(dn), None)
+
+    def uuid_of(self, dn: str) -> str | None:
+        """The identity of the entry at dn now, or None when there is none."""
+        key = dnutil.normalize(dn)
+        if key not in self._uuid:
+            self._uuid[key] = entry_uuid(self.directory, self.settings, dn) if dn else None
+        return self._uuid[key]
+
+    def parents(self, value: str) -> tuple[str, ...]:
+        """Normalised DNs of the managed groups (grants and roles) that hold value as a member."""
+        key = dnutil.normalize(value)
+        if key not in self._parents:
+            found: set[str] = set()
+            for base in (self.settings.grant_base, self.settings.role_base):
+                for group_dn, _attrs in self.directory.groups_with_member(value, base, ["1.1"]):
+                    key_of_group = dnutil.normalize(group_dn)
+                    self._spelling.setdefault(key_of_group, group_dn)
+                    found.add(key_of_group)
+            self._parents[key] = tuple(sorted(found))
+        return self._parents[key]
+
+    def spelled(self, normalised_dn: str) -> str:
+        """A group DN as the server spells it, for plans and messages people read."""
+        return self._spelling.get(normalised_dn, normalised_dn)
+
+    def access(self, user_dn: str) -> frozenset[str]:
+        """The grant groups a user reaches now (normalised DNs), nesting included."""
+        return self.expected_access(user_dn, ())
+
+    def expected_access(self, user_dn: str, edits: Iterable[Edit]) -> frozenset[str]:
+        """The grant groups the user would reach once ``edits`` are applied to the directory as it is."""
+        added: dict[str, set[str]] = {}
+        deleted: dict[str, set[str]] = {}
+        removed: set[str] = set()
+        for edit in edits:
+            group = dnutil.normalize(edit.group.dn)
+            if edit.op in (ADD, DELETE) and edit.member is not None:
+                target = added if edit.op == ADD else deleted
+                target.setdefault(dnutil.normalize(edit.member.dn), set()).add(group)
+            elif edit.op == CREATE:
+                removed.discard(group)
+                for value in edit.attribute_map().get(self.settings.member_attribute, []):
+                    added.setdefault(dnutil.normalize(value), set()).add(group)
+            elif edit.op == REMOVE:
+                removed.add(group)
+        seen: set[str] = set()
+        frontier = [user_dn]
+        while frontier:
+            value = frontier.pop()
+            key = dnutil.normalize(value)
+            groups = (set(self.parents(value)) - deleted.get(key, set())) | added.get(key, set())
+            for group in groups - removed - seen:
+                seen.add(group)
+                frontier.append(group)
+        return frozenset(g for g in seen if is_grant(self.settings, g))
+
+
 def live_access(directory, settings, user_dn: str) -> frozenset[str]:
     """The grant groups a user reaches right now (normalised DNs), nesting included."""
-    seen: set[str] = set()
-    frontier = [user_dn]
-    while frontier:
-        value = frontier.pop()
-        for base in (settings.grant_base, settings.role_base):
-            for group_dn, _attrs in directory.groups_with_member(value, base, ["1.1"]):
-                norm = dnutil.normalize(group_dn)
-                if norm not in seen:
-                    seen.add(norm)
-                    frontier.append(group_dn)
-    return frozenset(
-        g for g in seen if dnutil.is_within(g, settings.grant_base) and not dnutil.is_within(g, settings.role_base)
-    )
+    return LiveView(directory, settings).access(user_dn)
 
 
 def entry_uuid(directory, settings, dn: str) -> str | None:
     """The identity of the entry at dn now, or None when there is none."""
-    attribute = "objectGUID" if settings.flavour == "ad" else "entryUUID"
+    attribute = identity_attribute(settings)
     attrs = directory.read_entry(dn, [attribute])
     if attrs is None:
         return None
     return (attrs.get(attribute.lower()) or [None])[0]
 
 
-@dataclass
-class Drift:
-    what: str
-
-    def __str__(self) -> str:
-        return self.what
-
-
-def check_drift(directory, settings, plan: dict) -> list[Drift]:
-    """Every way the directory differs from what the plan expects; empty when it still holds."""
-    drifts: list[Drift] = []
-    writer = directory.writer()
-    role = plan["role"]
-    if entry_uuid(directory, settings, role["dn"]) != role["uuid"]:
-        drifts.append(Drift(f"role {role['dn']} is not the entry the plan was made for"))
-    for user in plan["users"]:
-        if entry_uuid(directory, settings, user["dn"]) != user["uuid"]:
-            drifts.append(Drift(f"{user['dn']} is not the account the plan was made for (deleted or re-created)"))
-            continue
-        for change, expect in expected_members(user, applied=False):
-            if entry_uuid(directory, settings, change["group_dn"]) != change["group_uuid"]:
-                drifts.append(Drift(f"group {change['group_dn']} is not the group the plan was made for"))
-            elif writer.has_member(change["group_dn"], user["dn"]) is not expect:
-                state = "no longer holds" if expect else "already holds"
-                drifts.append(Drift(f"{change['group_dn']} {state} {user['dn']}"))
-        now = live_access(directory, settings, user["dn"])
-        if now != frozenset(user["before"]):
-            gained, lost = sorted(now - set(user["before"])), sorted(set(user["before"]) - now)
-            drifts.append(Drift(f"{user['name']}: effective access changed since the plan (+{gained} -{lost})"))
-    return drifts
-
-
 class FaultInjector:
     """Kill this process with SIGKILL at the Nth write point, when the test environment asks for it.
 
     Write points are just before and just after every LDAP write; interruption tests use this to
-    prove that a batch survives being killed anywhere.
+    prove that a batch survives being killed anywhere (apply, resume and rollback alike).
     """
 
     def __init__(self) -> None:

@@ -1,23 +1,121 @@
 """Role commands that write: create, add-grant, remove-grant, delete, and joiner onboard.
 
-Each command reads the directory as it is now, builds a plan of value-level steps, and hands
-it to ``role_plans.run``, which asks, records the rollback point, writes, and records the rest.
+Each command reads the directory as it is now and builds one change set; the write engine
+(migration) checks its guard rails, writes the rollback point, writes, verifies every holder's
+access and audits it, like any other batch. ``rbac-migrate rollback N`` undoes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+from .. import changeset as cs
 from .. import dn as dnutil
 from ..config import Settings
 from ..connections import Prompt, directory_for
-from ..errors import UsageError
-from ..model import DELETED, GRANT, ROLE, RoleUpdate
-from ..role_plans import Ask, GroupStep, Outcome, RoleCommandError, RolePlan, run
+from ..errors import RbacMigrateError, UsageError
+from ..model import ACTIVE, DELETED, GRANT, ROLE, Batch, RoleUpdate
 from ..store import Store
 from . import live
 from .catalogue import check_role_name
+
+
+class RoleCommandError(RbacMigrateError):
+    """A role command cannot go ahead as asked."""
+
+
+@dataclass
+class RolePlan:
+    """What a command will do, shown before it asks, and what the catalogue records after."""
+
+    action: str
+    role_dn: str
+    question: str
+    changes: cs.ChangeSet
+    lines: list[str] = field(default_factory=list)
+    updates: list[RoleUpdate] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.changes.empty
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: RolePlan
+    batch_id: int | None  # None when there was nothing to do
+
+
+Ask = Callable[[RolePlan], None]
+
+
+def _run(settings: Settings, store: Store, directory, plan: RolePlan, ticket: str | None, ask: Ask | None) -> Outcome:
+    """Ask, then hand the change set to the engine; update the catalogue once it is verified."""
+    from ..migration.batches import check, execute
+    from ..migration.engine import Engine
+
+    if plan.empty:
+        return Outcome(plan, None)
+    check(Engine(store, directory, settings), plan.changes, "run the command again")  # refuse before asking
+    if ask is not None:
+        ask(plan)
+    batch = execute(
+        store, directory, settings, plan.changes, ticket, lambda _text: None, replan="run the command again"
+    )
+    store.roles.record(plan.updates, ticket, batch.id)
+    return Outcome(plan, batch.id)
+
+
+class _Builder:
+    """Live look-ups shared by the role commands, and the pieces of their change sets."""
+
+    def __init__(self, directory, settings: Settings):
+        from ..migration.live import LiveView
+
+        self.directory = directory
+        self.settings = settings
+        self.view = LiveView(directory, settings)
+
+    def ref(self, dn: str) -> cs.Ref:
+        return cs.Ref(dn, self.view.uuid_of(dn), dnutil.first_value(dn))
+
+    def holders(self, role_dn: str) -> list[str]:
+        values = live.holders(live.member_values(self.directory, self.settings, role_dn))
+        return [v for v in values if live.kind_of(self.settings, v) is None]
+
+    def subjects(self, users: Sequence[str], edits: list[cs.Edit]) -> list[cs.Subject]:
+        """Each user's access before, and as it will be once the edits are written."""
+        found = []
+        for user in users:
+            ref = self.ref(user)
+            found.append(cs.Subject(ref, self.view.access(user), self.view.expected_access(user, edits)))
+        return found
+
+    def leave(self, group_dn: str, value: cs.Ref) -> list[cs.Edit]:
+        """Delete one member value; if it is the last, keep the group open with the placeholder."""
+        remaining = [
+            v
+            for v in live.member_values(self.directory, self.settings, group_dn) or ()
+            if not live.contains([v], value.dn)
+        ]
+        group = self.ref(group_dn)
+        edits = [cs.Edit(cs.DELETE, group, value)]
+        if self.settings.flavour != "ad" and not remaining:
+            edits.insert(0, cs.Edit(cs.ADD, group, cs.Ref(live.PLACEHOLDER, None)))
+        return edits
+
+    def new_role(self, name: str, grant_dns: list[str], description: str | None, holders: list[str]) -> list[cs.Edit]:
+        role_dn = live.role_dn_for(self.settings, name)
+        attrs = live.new_group_attributes(self.settings, name, description, holders)
+        role = cs.Ref(role_dn, None, name)
+        edits = [cs.Edit(cs.CREATE, role, attributes=tuple((k, tuple(v)) for k, v in attrs.items()))]
+        return edits + [cs.Edit(cs.ADD, self.ref(grant), role) for grant in grant_dns]
+
+    def change_set(self, kind: str, title: str, intent: dict, role_dn: str, edits, users) -> cs.ChangeSet:
+        unit = cs.Unit(dnutil.first_value(role_dn), list(edits), self.subjects(users, list(edits)))
+        role = cs.Ref(role_dn, self.view.uuid_of(role_dn), dnutil.first_value(role_dn))
+        return cs.ChangeSet(kind, title, intent, [unit] if unit.edits else [], role, self.directory.target)
 
 
 def role_create(
@@ -40,7 +138,6 @@ def role_create(
         existing = live.existing_role(directory, settings, name)
         if existing is not None:
             raise RoleCommandError(f"role {name} already exists ({existing})")
-        role_dn = live.role_dn_for(settings, name)
         if from_user:
             user = live.find_user(directory, settings, from_user)
             grant_dns = live.assigned_grants(directory, settings, user.dn)
@@ -48,26 +145,23 @@ def role_create(
             grant_dns = live.find_groups(directory, settings, grants, GRANT)
         if not grant_dns:
             raise RoleCommandError(f"{from_user} holds no grants to copy into role {name}")
-        plan = RolePlan("role create", role_dn, f"Create role {name}?")
-        _plan_new_role(settings, plan, name, grant_dns, description, [])
-        return run(settings, store, directory, plan, ticket, ask)
+        build = _Builder(directory, settings)
+        plan = _create_plan(build, name, grant_dns, description)
+        return _run(settings, store, directory, plan, ticket, ask)
 
 
-def _plan_new_role(
-    settings: Settings, plan: RolePlan, name: str, grant_dns: list[str], description: str | None, holders: list[str]
-) -> None:
-    role_dn = live.role_dn_for(settings, name)
-    attrs = live.new_group_attributes(settings, name, description, holders)
-    plan.steps.append(GroupStep(role_dn, create=attrs))
-    plan.steps += [GroupStep(grant, add=[role_dn]) for grant in grant_dns]
+def _create_plan(build: _Builder, name: str, grant_dns: list[str], description: str | None) -> RolePlan:
+    role_dn = live.role_dn_for(build.settings, name)
+    intent = {"action": "create", "name": name, "grants": grant_dns, "description": description}
+    changes = build.change_set(
+        "role-create", f"create role {name}", intent, role_dn, build.new_role(name, grant_dns, description, []), []
+    )
+    plan = RolePlan("role create", role_dn, f"Create role {name}?", changes)
     plan.lines.append(f"create role {name} ({role_dn})")
     plan.lines.append(f"nest it into {len(grant_dns)} grant groups: {live.names(grant_dns)}")
-    events = [("created", {"grants": grant_dns, "description": description})]
-    events += [("holder added", {"user": holder}) for holder in holders]
-    plan.lines += [f"add {live.names([holder])} as its holder" for holder in holders]
-    plan.updates.append(
-        RoleUpdate(name, role_dn, tuple(grant_dns), description=description or "", events=tuple(events))
-    )
+    events = (("created", {"grants": grant_dns, "description": description}),)
+    plan.updates.append(RoleUpdate(name, role_dn, tuple(grant_dns), description=description or "", events=events))
+    return plan
 
 
 def role_add_grant(
@@ -102,35 +196,38 @@ def _change_grants(settings, store, role, grants, adding, ticket, ask, prompt) -
     settings.require("url", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         role_dn = live.find_group(directory, settings, role, ROLE)
-        name = dnutil.first_value(role_dn)
-        current = live.groups_holding(directory, settings, role_dn, GRANT)
         asked = live.find_groups(directory, settings, grants, GRANT)
-        held = {dnutil.normalize(g) for g in current}
-        todo = [g for g in asked if (dnutil.normalize(g) in held) != adding]
-        holders = live.holders(live.member_values(directory, settings, role_dn))
-        verb, action = ("add", "role add-grant") if adding else ("remove", "role remove-grant")
-        plan = RolePlan(
-            action, role_dn, f"{verb.capitalize()} {len(todo)} grants for {len(holders)} holders of {name}?"
-        )
-        for grant in todo:
-            plan.steps.append(
-                GroupStep(grant, add=[role_dn]) if adding else _leave(settings, directory, grant, role_dn)
-            )
-        effect = "gain it" if adding else "lose it unless they hold it another way"
-        plan.lines.append(f"{name}: {verb} {live.names(todo) or 'nothing'}")
-        plan.lines.append(f"holders who will {effect} ({len(holders)}): {live.names(holders) or 'none'}")
-        gone = {dnutil.normalize(g) for g in todo}
-        after = [*current, *todo] if adding else [g for g in current if dnutil.normalize(g) not in gone]
-        event = ("grant added" if adding else "grant removed", {"grants": todo, "holders": len(holders)})
-        plan.updates.append(RoleUpdate(name, role_dn, tuple(after), events=(event,)))
-        return run(settings, store, directory, plan, ticket, ask)
+        plan = _grants_plan(_Builder(directory, settings), role_dn, asked, adding)
+        return _run(settings, store, directory, plan, ticket, ask)
 
 
-def _leave(settings: Settings, directory, group_dn: str, value: str) -> GroupStep:
-    """Delete one member value; if it is the last, put the placeholder in the same atomic modify."""
-    remaining = [v for v in live.member_values(directory, settings, group_dn) or () if not live.contains([v], value)]
-    needs_placeholder = settings.flavour != "ad" and not remaining
-    return GroupStep(group_dn, add=[live.PLACEHOLDER] if needs_placeholder else [], delete=[value])
+def _grants_plan(build: _Builder, role_dn: str, asked: list[str], adding: bool) -> RolePlan:
+    name = dnutil.first_value(role_dn)
+    current = live.groups_holding(build.directory, build.settings, role_dn, GRANT)
+    held = {dnutil.normalize(g) for g in current}
+    todo = [g for g in asked if (dnutil.normalize(g) in held) != adding]
+    holders = build.holders(role_dn)
+    role = build.ref(role_dn)
+    edits: list[cs.Edit] = []
+    for grant in todo:
+        edits += [cs.Edit(cs.ADD, build.ref(grant), role)] if adding else build.leave(grant, role)
+    verb, kind = ("add", "role-add-grant") if adding else ("remove", "role-remove-grant")
+    intent = {"action": kind, "role": role_dn, "grants": asked}
+    changes = build.change_set(kind, f"{verb} {len(todo)} grants of {name}", intent, role_dn, edits, holders)
+    plan = RolePlan(
+        kind.replace("-", " ", 1),
+        role_dn,
+        f"{verb.capitalize()} {len(todo)} grants for {len(holders)} holders of {name}?",
+        changes,
+    )
+    effect = "gain it" if adding else "lose it unless they hold it another way"
+    plan.lines.append(f"{name}: {verb} {live.names(todo) or 'nothing'}")
+    plan.lines.append(f"holders who will {effect} ({len(holders)}): {live.names(holders) or 'none'}")
+    gone = {dnutil.normalize(g) for g in todo}
+    after = [*current, *todo] if adding else [g for g in current if dnutil.normalize(g) not in gone]
+    event = ("grant added" if adding else "grant removed", {"grants": todo, "holders": len(holders)})
+    plan.updates.append(RoleUpdate(name, role_dn, tuple(after), events=(event,)))
+    return plan
 
 
 def role_delete(
@@ -145,21 +242,32 @@ def role_delete(
     settings.require("url", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         role_dn = live.find_group(directory, settings, role, ROLE)
-        name = dnutil.first_value(role_dn)
-        holders = live.holders(live.member_values(directory, settings, role_dn))
-        if holders:
-            raise RoleCommandError(
-                f"role {name} still has {len(holders)} holders ({live.names(holders, 5)}): "
-                "only a role nobody holds can be deleted"
-            )
-        nested_in = live.groups_holding(directory, settings, role_dn, GRANT, ROLE)
-        plan = RolePlan("role delete", role_dn, f"Delete role {name}?")
-        plan.steps = [_leave(settings, directory, group, role_dn) for group in nested_in]
-        plan.steps.append(GroupStep(role_dn, remove=True))
-        plan.lines.append(f"take {name} out of {live.names(nested_in) or 'no groups'}, then delete {role_dn}")
-        event = ("deleted", {"grants": nested_in})
-        plan.updates.append(RoleUpdate(name, role_dn, (), state=DELETED, events=(event,)))
-        return run(settings, store, directory, plan, ticket, ask)
+        plan = _delete_plan(_Builder(directory, settings), role_dn)
+        return _run(settings, store, directory, plan, ticket, ask)
+
+
+def _delete_plan(build: _Builder, role_dn: str) -> RolePlan:
+    name = dnutil.first_value(role_dn)
+    holders = build.holders(role_dn)
+    if holders:
+        raise RoleCommandError(
+            f"role {name} still has {len(holders)} holders ({live.names(holders, 5)}): "
+            "only a role nobody holds can be deleted"
+        )
+    nested_in = live.groups_holding(build.directory, build.settings, role_dn, GRANT, ROLE)
+    role = build.ref(role_dn)
+    edits: list[cs.Edit] = []
+    for group in nested_in:
+        edits += build.leave(group, role)
+    attrs = build.directory.read_entry(role_dn, ["objectClass", "cn", "description", build.settings.member_attribute])
+    kept = tuple((k if k != "objectclass" else "objectClass", tuple(v)) for k, v in (attrs or {}).items())
+    edits.append(cs.Edit(cs.REMOVE, role, attributes=kept))
+    intent = {"action": "delete", "role": role_dn}
+    changes = build.change_set("role-delete", f"delete role {name}", intent, role_dn, edits, [])
+    plan = RolePlan("role delete", role_dn, f"Delete role {name}?", changes)
+    plan.lines.append(f"take {name} out of {live.names(nested_in) or 'no groups'}, then delete {role_dn}")
+    plan.updates.append(RoleUpdate(name, role_dn, (), state=DELETED, events=(("deleted", {"grants": nested_in}),)))
+    return plan
 
 
 @dataclass(frozen=True)
@@ -198,16 +306,14 @@ def onboard(
         joiner = live.find_user(directory, settings, user)
         if not joiner.enabled:
             raise RoleCommandError(f"user {joiner.name} is disabled: only active accounts are onboarded")
-        if live.is_protected(settings, joiner.dn, joiner.name):
-            raise RoleCommandError(f"user {joiner.name} is a protected account: rbac-migrate never changes it")
         if role is not None:
             target = OnboardTarget(roles=(live.find_group(directory, settings, role, ROLE),))
         elif new_role is not None:
             target = OnboardTarget(new_role=check_role_name(new_role), new_grants=tuple(grants))
         else:
             target = _from_proposal(settings, store, joiner, proposal, like, grants, min_share)
-        plan = _plan_onboard(settings, directory, joiner, target)
-        return run(settings, store, directory, plan, ticket, ask)
+        plan = _onboard_plan(_Builder(directory, settings), joiner, target)
+        return _run(settings, store, directory, plan, ticket, ask)
 
 
 def _from_proposal(settings, store, joiner, number, like, grants, min_share) -> OnboardTarget:
@@ -222,34 +328,57 @@ def _from_proposal(settings, store, joiner, number, like, grants, min_share) -> 
     return OnboardTarget(roles=tuple(r.dn for r in chosen.roles), extras=tuple(dn_of[g].dn for g in chosen.extras))
 
 
-def _plan_onboard(settings: Settings, directory, joiner: live.LiveUser, target: OnboardTarget) -> RolePlan:
+def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget) -> RolePlan:
+    settings, directory = build.settings, build.directory
     roles = list(target.roles)
+    edits: list[cs.Edit] = []
+    lines: list[str] = []
+    updates: list[RoleUpdate] = []
+    member = build.ref(joiner.dn)
     new_dn = None
     if target.new_role is not None:
         grant_dns = live.find_groups(directory, settings, target.new_grants, GRANT)
         existing = live.existing_role(directory, settings, target.new_role)
         if existing is None:
             new_dn = live.role_dn_for(settings, target.new_role)
+            edits += build.new_role(target.new_role, grant_dns, None, [joiner.dn])
+            lines += [f"create role {target.new_role} ({new_dn})", f"nest it into {live.names(grant_dns)}"]
+            lines.append(f"add {joiner.name} as its holder")
+            events = (("created", {"grants": grant_dns}), ("holder added", {"user": joiner.dn}))
+            updates.append(RoleUpdate(target.new_role, new_dn, tuple(grant_dns), description="", events=events))
         else:
             _same_grants(settings, directory, target.new_role, existing, grant_dns)
             roles.append(existing)
-    plan = RolePlan("joiner onboard", new_dn or roles[0], f"Onboard {joiner.name}?")
-    if new_dn is not None:
-        _plan_new_role(settings, plan, target.new_role, grant_dns, None, [joiner.dn])
     for role_dn in roles:
         name = dnutil.first_value(role_dn)
         if live.contains(live.member_values(directory, settings, role_dn), joiner.dn):
-            plan.lines.append(f"{joiner.name} already holds {name}")
+            lines.append(f"{joiner.name} already holds {name}")
             continue
-        plan.steps.append(GroupStep(role_dn, add=[joiner.dn]))
-        plan.lines.append(f"add {joiner.name} to role {name}")
+        edits.append(cs.Edit(cs.ADD, build.ref(role_dn), member))
+        lines.append(f"add {joiner.name} to role {name}")
         current = tuple(live.groups_holding(directory, settings, role_dn, GRANT))
-        plan.updates.append(RoleUpdate(name, role_dn, current, events=(("holder added", {"user": joiner.dn}),)))
+        updates.append(RoleUpdate(name, role_dn, current, events=(("holder added", {"user": joiner.dn}),)))
     for grant in target.extras:
         if not live.contains(live.member_values(directory, settings, grant), joiner.dn):
-            plan.steps.append(GroupStep(grant, add=[joiner.dn]))
-            plan.lines.append(f"add {joiner.name} to grant {dnutil.first_value(grant)} directly")
+            edits.append(cs.Edit(cs.ADD, build.ref(grant), member))
+            lines.append(f"add {joiner.name} to grant {dnutil.first_value(grant)} directly")
+    role_dn = new_dn or (roles[0] if roles else joiner.dn)
+    intent = {
+        "action": "onboard",
+        "user": joiner.dn,
+        "roles": roles,
+        "new_role": target.new_role,
+        "extras": list(target.extras),
+    }
+    changes = build.change_set("onboard", f"onboard {joiner.name}", intent, role_dn, edits, [joiner.dn])
+    changes.units[:] = [_relabel(u, joiner.name) for u in changes.units]
+    plan = RolePlan("joiner onboard", role_dn, f"Onboard {joiner.name}?", changes, lines, updates)
     return plan
+
+
+def _relabel(unit: cs.Unit, label: str) -> cs.Unit:
+    unit.label = label
+    return unit
 
 
 def _same_grants(settings: Settings, directory, name: str, role_dn: str, grant_dns: list[str]) -> None:
@@ -259,3 +388,30 @@ def _same_grants(settings: Settings, directory, name: str, role_dn: str, grant_d
             f"role {name} already exists with other grants ({live.names(current)}): "
             f"use --role {name}, or choose another name"
         )
+
+
+def rebuild(settings: Settings, view, changes: cs.ChangeSet) -> cs.ChangeSet:
+    """A role change set from a file, rebuilt from its intent against the directory now."""
+    build = _Builder(view.directory, settings)
+    build.view = view
+    wanted = changes.intent
+    action = wanted.get("action")
+    if action == "create" and isinstance(wanted.get("name"), str) and isinstance(wanted.get("grants"), list):
+        return _create_plan(
+            build, check_role_name(wanted["name"]), [str(g) for g in wanted["grants"]], wanted.get("description")
+        ).changes
+    raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
+
+
+def catalogue_after_rollback(store: Store, directory, settings: Settings, batch: Batch, ticket: str | None) -> None:
+    """The catalogue follows the directory back: each role the batch touched, as it is now."""
+    touched = {s.group_dn for s in batch.steps if s.is_entry} | ({batch.role_dn} if batch.role_dn else set())
+    updates = []
+    for role_dn in sorted(dn for dn in touched if live.kind_of(settings, dn) == ROLE):
+        exists = directory.read_entry(role_dn, ["1.1"]) is not None
+        grants = tuple(live.groups_holding(directory, settings, role_dn, GRANT)) if exists else ()
+        event = ("rolled back", {"batch": batch.id})
+        state = ACTIVE if exists else DELETED
+        updates.append(RoleUpdate(dnutil.first_value(role_dn), role_dn, grants, state=state, events=(event,)))
+    if updates:
+        store.roles.record(updates, ticket, batch.id)

@@ -88,6 +88,18 @@ class Store:
         with self.connect() as conn:
             return journal.list_batches(conn)
 
+    def record_plan(self, digest: str, kind: str, path: str | None, operator: str) -> None:
+        """Remember a plan file this store wrote, by the digest of its bytes."""
+        with self.begin() as conn:
+            if journal.find_plan(conn, digest) is None:
+                journal.record_plan(conn, digest, kind, path, operator)
+
+    def plan_record(self, digest: str) -> tuple[str, int | None] | None:
+        """(kind, batch that applied it) for a plan file this store wrote, else None."""
+        with self.connect() as conn:
+            row = journal.find_plan(conn, digest)
+        return (row.kind, row.batch_id) if row is not None else None
+
     def unfinished_batches(self) -> list[Batch]:
         """Batches left 'running' by a process that is gone."""
         return [b for b in self.batches() if b.status == "running" and not journal.holder_alive(b.holder)]

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import RbacMigrateError
-from ..model import Batch, BatchUser, Step
-from .schema import batch_steps, batch_users, batches, locks
+from ..model import Batch, BatchUser, Step, SubjectAccess
+from .schema import batch_steps, batch_users, batches, locks, plans
 
 
 class LockedError(RbacMigrateError):
@@ -106,6 +106,7 @@ def create_batch(
             "user_uuid": u.user_uuid,
             "state": u.state,
             "before_access": json.dumps(sorted(u.before_access)),
+            "subjects": json.dumps([_subject_json(s) for s in u.subjects]),
         }
         for u in users
     ]
@@ -120,6 +121,8 @@ def create_batch(
             "value": s.value,
             "state": s.state,
             "updated_at": now(),
+            "value_uuid": s.value_uuid,
+            "detail": json.dumps(s.detail) if s.detail else None,
         }
         for s in steps
     ]
@@ -168,11 +171,59 @@ def load_batch(conn: Connection, batch_id: int) -> Batch | None:
     steps = conn.execute(
         select(batch_steps).where(batch_steps.c.batch_id == batch_id).order_by(batch_steps.c.seq)
     ).all()
-    batch.users = [
-        BatchUser(u.position, u.user_dn, u.user_uuid, json.loads(u.before_access), u.state, u.message) for u in users
+    batch.users = [_unit(u) for u in users]
+    batch.steps = [
+        Step(
+            s.seq,
+            s.position,
+            s.op,
+            s.group_dn,
+            s.group_uuid,
+            s.value,
+            s.state,
+            s.value_uuid,
+            json.loads(s.detail) if s.detail else {},
+        )
+        for s in steps
     ]
-    batch.steps = [Step(s.seq, s.position, s.op, s.group_dn, s.group_uuid, s.value, s.state) for s in steps]
     return batch
+
+
+def _subject_json(subject: SubjectAccess) -> dict:
+    return {"dn": subject.dn, "uuid": subject.uuid, "before": sorted(subject.before), "after": sorted(subject.after)}
+
+
+def _unit(row) -> BatchUser:
+    before = json.loads(row.before_access)
+    if row.subjects is not None:
+        subjects = [
+            SubjectAccess(s["dn"], s["uuid"], frozenset(s["before"]), frozenset(s["after"]))
+            for s in json.loads(row.subjects)
+        ]
+    else:  # written before units had subjects: a migrated user whose access stays as it was
+        subjects = [SubjectAccess(row.user_dn, row.user_uuid, frozenset(before), frozenset(before))]
+    return BatchUser(row.position, row.user_dn, row.user_uuid, before, row.state, row.message, subjects)
+
+
+def set_step_uuid(conn: Connection, batch_id: int, seq: int, group_uuid: str | None) -> None:
+    """Record the identity of an entry the batch created, once the server has given it one."""
+    conn.execute(
+        update(batch_steps)
+        .where(batch_steps.c.batch_id == batch_id, batch_steps.c.seq == seq)
+        .values(group_uuid=group_uuid)
+    )
+
+
+def record_plan(conn: Connection, digest: str, kind: str, path: str | None, operator: str) -> None:
+    conn.execute(plans.insert().values(digest=digest, kind=kind, path=path, operator=operator, created_at=now()))
+
+
+def find_plan(conn: Connection, digest: str):
+    return conn.execute(select(plans).where(plans.c.digest == digest)).first()
+
+
+def plan_applied(conn: Connection, digest: str, batch_id: int) -> None:
+    conn.execute(update(plans).where(plans.c.digest == digest).values(batch_id=batch_id))
 
 
 def list_batches(conn: Connection) -> list[Batch]:

@@ -1,10 +1,9 @@
-"""The role catalogue in the store: definitions, history, and rollback points of role commands."""
+"""The role catalogue in the store: definitions and their history (the batches are in the journal)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -12,15 +11,12 @@ from sqlalchemy import Text, cast, false, select, update
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
-from ..audit import AuditRecord, operator
+from ..audit import operator
 from ..model import ACTIVE, DANGLING, EXTERNAL, USER, RoleDefinition, RoleEvent, RoleUpdate
-from . import audit as audit_store
-from .schema import role_change_groups, role_changes, role_definitions, role_history, snapshot_entries
+from .schema import role_definitions, role_history, snapshot_entries
 
 if TYPE_CHECKING:
     from . import Store
-
-PENDING, DONE, FAILED = "pending", "done", "failed"
 
 
 def _now() -> datetime:
@@ -29,31 +25,6 @@ def _now() -> datetime:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class GroupPrior:
-    """A group a role command touches: its member values just before the first write."""
-
-    group_dn: str
-    existed: bool
-    prior_members: tuple[str, ...]
-    changes: tuple[tuple[str, str], ...]  # (op, value); op is add, delete, create or remove
-
-
-@dataclass(frozen=True)
-class RoleChange:
-    """A role command's rollback point, as stored."""
-
-    id: int
-    action: str
-    role_dn: str
-    operator: str
-    ticket: str | None
-    state: str
-    created_at: datetime
-    message: str | None
-    groups: tuple[GroupPrior, ...]
 
 
 class RoleStore:
@@ -85,96 +56,24 @@ class RoleStore:
                 for row in conn.execute(query).all()
             ]
 
-    def begin_change(self, action: str, role_dn: str, ticket: str | None, groups: Sequence[GroupPrior]) -> int:
-        """Write the rollback point, committed before the directory is touched."""
-        with self.store.begin() as conn:
-            change_id = conn.execute(
-                role_changes.insert().values(
-                    action=action,
-                    role_dn=role_dn,
-                    operator=operator(),
-                    ticket=ticket,
-                    state=PENDING,
-                    created_at=_now(),
-                )
-            ).inserted_primary_key[0]
-            for position, group in enumerate(groups):
-                conn.execute(
-                    role_change_groups.insert().values(
-                        change_id=change_id,
-                        position=position,
-                        group_dn=group.group_dn,
-                        existed=group.existed,
-                        prior_members=_json(list(group.prior_members)),
-                        changes=_json([list(c) for c in group.changes]),
-                    )
-                )
-        return change_id
-
-    def fail_change(self, change_id: int, message: str) -> None:
-        with self.store.begin() as conn:
-            _set_state(conn, change_id, FAILED, message)
-
-    def finish_change(
-        self, change_id: int, ticket: str | None, updates: Sequence[RoleUpdate], records: Sequence[AuditRecord]
-    ) -> None:
-        """Mark the change done, update the catalogue and its history, and audit: all or nothing."""
+    def record(self, updates: Sequence[RoleUpdate], ticket: str | None, batch_id: int | None) -> None:
+        """Update the catalogue and its history after a verified batch: all or nothing."""
         at = _now()
         with self.store.begin() as conn:
-            _set_state(conn, change_id, DONE, None)
             for update_ in updates:
                 role_id = _upsert(conn, update_, at)
                 for action, details in update_.events:
                     conn.execute(
                         role_history.insert().values(
                             role_id=role_id,
-                            change_id=change_id,
+                            change_id=None,
                             at=at,
                             operator=operator(),
                             action=action,
                             ticket=ticket,
-                            details=_json(details),
+                            details=_json({**details, "batch": batch_id}),
                         )
                     )
-            audit_store.append(conn, list(records))
-
-    def change(self, change_id: int) -> RoleChange | None:
-        with self.store.connect() as conn:
-            row = conn.execute(select(role_changes).where(role_changes.c.id == change_id)).first()
-            if row is None:
-                return None
-            groups = conn.execute(
-                select(role_change_groups)
-                .where(role_change_groups.c.change_id == change_id)
-                .order_by(role_change_groups.c.position)
-            ).all()
-        return RoleChange(
-            row.id,
-            row.action,
-            row.role_dn,
-            row.operator,
-            row.ticket,
-            row.state,
-            row.created_at,
-            row.message,
-            tuple(
-                GroupPrior(
-                    g.group_dn,
-                    bool(g.existed),
-                    tuple(json.loads(g.prior_members)),
-                    tuple(tuple(c) for c in json.loads(g.changes)),
-                )
-                for g in groups
-            ),
-        )
-
-
-def _set_state(conn: Connection, change_id: int, state: str, message: str | None) -> None:
-    conn.execute(
-        update(role_changes)
-        .where(role_changes.c.id == change_id)
-        .values(state=state, message=message, finished_at=_now())
-    )
 
 
 def _upsert(conn: Connection, role: RoleUpdate, at: datetime) -> int:

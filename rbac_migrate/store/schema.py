@@ -106,7 +106,7 @@ batches = Table(
     "batches",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(24), nullable=False),
     Column("role_dn", Text),
     Column("role_uuid", String(64)),
     Column("status", String(24), nullable=False),
@@ -128,6 +128,7 @@ batch_users = Table(
     Column("state", String(24), nullable=False),
     Column("before_access", Text, nullable=False),
     Column("message", Text),
+    Column("subjects", Text),  # JSON: every user whose access the unit changes or keeps, before and after
 )
 batch_steps = Table(
     "batch_steps",
@@ -141,6 +142,20 @@ batch_steps = Table(
     Column("value", Text, nullable=False),
     Column("state", String(24), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("value_uuid", String(64)),  # identity of the member value's entry
+    Column("detail", Text),  # JSON: attributes of a created or removed entry; dangling deletes
+)
+# Every plan file written, by the digest of its bytes: apply refuses a file the store never wrote,
+# and says which batch applied it when it is applied again.
+plans = Table(
+    "plans",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("path", Text),
+    Column("operator", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("batch_id", Integer),
 )
 locks = Table(
     "locks",
