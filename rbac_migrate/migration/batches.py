@@ -186,10 +186,14 @@ def check(engine: Engine, changes: cs.ChangeSet, replan: str = "plan it again") 
 
 
 def _check_created(engine: Engine, steps: list[Step]) -> None:
-    """A member value with no identity is only allowed for an entry this very batch creates."""
-    created = {dnutil.normalize(s.group_dn) for s in steps if s.op == "create"}
+    """Values naming an entry this very batch creates or removes: that entry's own step checks its identity.
+
+    A created entry has no identity before it exists, and a removed one is re-created (with a new
+    identity) by rollback before it is nested back where it was.
+    """
+    entries = {dnutil.normalize(s.group_dn) for s in steps if s.is_entry}
     for step in steps:
-        if step.op in ("add", "delete") and step.value_uuid is None and dnutil.normalize(step.value) in created:
+        if not step.is_entry and step.value and dnutil.normalize(step.value) in entries:
             step.detail["created_here"] = True
 
 

@@ -52,12 +52,13 @@ Ask = Callable[[RolePlan], None]
 
 def _run(settings: Settings, store: Store, directory, plan: RolePlan, ticket: str | None, ask: Ask | None) -> Outcome:
     """Ask, then hand the change set to the engine; update the catalogue once it is verified."""
-    from ..migration.batches import check, execute
+    from ..migration.batches import check, execute, operator_lock
     from ..migration.engine import Engine
 
     if plan.empty:
         return Outcome(plan, None)
-    check(Engine(store, directory, settings), plan.changes, "run the command again")  # refuse before asking
+    with operator_lock(store):  # refuse before asking, while another operator writes
+        check(Engine(store, directory, settings), plan.changes, "run the command again")
     if ask is not None:
         ask(plan)
     batch = execute(
