@@ -94,14 +94,15 @@ def generate(
         added = set(rng.sample(pool, rng.randint(1, 3)))
         access[user] |= added
         planted["extra"][user] = added
+    for user in rng.sample(users, round(movers * people)):
+        # Movers before missing rights: a right someone lacks stays lacking.
+        old = rng.choice([job for job in chosen if job != members[user]])
+        access[user] |= profiles[old]
+        planted["mover"][user] = old
     for user in rng.sample(users, round(missing * people)):
         lost = rng.choice(sorted(profiles[members[user]]))
         access[user].discard(lost)
         planted["missing"][user] = lost
-    for user in rng.sample(users, round(movers * people)):
-        old = rng.choice([job for job in chosen if job != members[user]])
-        access[user] |= profiles[old]
-        planted["mover"][user] = old
     return NoisyOrg(profiles, members, access, planted)
 
 
