@@ -98,6 +98,7 @@ class JobMining:
     users: int  # users with at least one grant
     min_share: float = DEFAULT_MIN_SHARE
     min_job_size: int = DEFAULT_MIN_JOB_SIZE
+    baseline_share: float | None = None
     no_role: tuple[Job, ...] = field(default=())  # judged jobs whose people share nothing beyond the baseline
 
     def all_roles(self) -> tuple[JobRole, ...]:
@@ -160,6 +161,7 @@ def mine_jobs(
         users=len(grants),
         min_share=min_share,
         min_job_size=min_job_size,
+        baseline_share=baseline_share,
         no_role=tuple(no_role),
     )
 

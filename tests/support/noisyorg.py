@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 Job = tuple[str, str]  # (department, title)
@@ -44,8 +45,11 @@ class NoisyOrg:
     def grants(self) -> set[str]:
         return {grant for held in self.access.values() for grant in held}
 
-    def ldif(self, base: str) -> str:
-        """People under ou=people and one grant group per held grant under ou=grants,ou=groups."""
+    def ldif(self, base: str, roles: Mapping[str, tuple[frozenset[str], list[str]]] | None = None) -> str:
+        """People under ou=people, one grant group per held grant, and ``roles`` (name: grants, holders).
+
+        A role's holders reach its grants through the role, not directly.
+        """
         people, groups = f"ou=people,{base}", f"ou=groups,{base}"
         records = [_ou(people), _ou(groups), _ou(f"ou=grants,{groups}"), _ou(f"ou=roles,{groups}")]
         for user, (department, title) in sorted(self.jobs.items()):
@@ -53,14 +57,23 @@ class NoisyOrg:
                 f"dn: uid={user},{people}\nobjectClass: inetOrgPerson\nuid: {user}\ncn: {user}\nsn: {user}\n"
                 f"departmentNumber: {department}\ntitle: {title}\n"
             )
-        holders: dict[str, list[str]] = {}
+        via_role = {(user, grant) for grants, users in (roles or {}).values() for user in users for grant in grants}
+        members: dict[str, list[str]] = {}
         for user, held in sorted(self.access.items()):
-            for grant in held:
-                holders.setdefault(grant, []).append(f"uid={user},{people}")
-        for grant, members in sorted(holders.items()):
-            lines = "".join(f"member: {m}\n" for m in members)
-            records.append(f"dn: cn={grant},ou=grants,{groups}\nobjectClass: groupOfNames\ncn: {grant}\n{lines}")
+            for grant in sorted(held):
+                if (user, grant) not in via_role:
+                    members.setdefault(grant, []).append(f"uid={user},{people}")
+        for name, (grants, users) in (roles or {}).items():
+            records.append(_group(f"cn={name},ou=roles,{groups}", name, [f"uid={u},{people}" for u in users]))
+            for grant in grants:
+                members.setdefault(grant, []).append(f"cn={name},ou=roles,{groups}")
+        for grant, values in sorted(members.items()):
+            records.append(_group(f"cn={grant},ou=grants,{groups}", grant, values))
         return "\n".join(records) + "\n"
+
+
+def _group(dn: str, cn: str, members: list[str]) -> str:
+    return f"dn: {dn}\nobjectClass: groupOfNames\ncn: {cn}\n" + "".join(f"member: {m}\n" for m in members)
 
 
 def _ou(dn: str) -> str:
