@@ -12,11 +12,12 @@ import pytest
 
 from rbac_migrate.dn import first_value
 from rbac_migrate.mining.rolesfile import load_roles_file
-from tests.support.cli import Result, assert_one_line_error, run, write_config
+from tests.conftest import Org
+from tests.support.cli import assert_one_line_error
 from tests.support.noisyorg import NoisyOrg, generate
 
 
-class NoisyDirectory:
+class NoisyDirectory(Org):
     """A noisy org in the test's own subtree; the people of one job already hold a role for it."""
 
     def __init__(self, slapd, base: str, tmp_path: Path):
@@ -27,24 +28,8 @@ class NoisyDirectory:
             *(frozenset(self.org.access[u]) for u in self.on_role)
         )
         slapd.ldapadd(self.org.ldif(base, {"role-legacy": (self.role_grants, self.on_role)}))
-        self.config = write_config(
-            tmp_path / "rbac-migrate.yml",
-            url=slapd.url,
-            bind_dn=slapd.admin_dn,
-            tls="none",
-            user_base=f"ou=people,{base}",
-            grant_base=f"ou=grants,ou=groups,{base}",
-            role_base=f"ou=roles,ou=groups,{base}",
-            store=f"sqlite:///{tmp_path / 'state.db'}",
-        )
-        self.env = {
-            "RBAC_MIGRATE_CONFIG": str(self.config),
-            "RBAC_MIGRATE_BIND_PASSWORD": slapd.admin_password,
-            "HOME": str(tmp_path),
-        }
-
-    def run(self, *args: str) -> Result:
-        return run(list(args), self.env)
+        self.slapd, self.store_url = slapd, f"sqlite:///{tmp_path / 'state.db'}"
+        self.configure(tmp_path, f"ou=people,{base}", f"ou=grants,ou=groups,{base}", f"ou=roles,ou=groups,{base}")
 
 
 @pytest.fixture
