@@ -9,11 +9,12 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rbac_migrate.dn import first_value
 from rbac_migrate.mining.rolesfile import load_roles_file
 from tests.conftest import Org
-from tests.support.cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error, run, write_config
 from tests.support.noisyorg import NoisyOrg, generate
 
 
@@ -138,3 +139,13 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(noisy, tmp_path):
     result = noisy.run("role", "mine", "-o", str(tmp_path / "nowhere" / "roles.json"))
     assert_one_line_error(result, "cannot write", "No such file or directory")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_without_peer_attributes_mining_is_exact_and_says_so(noisy, tmp_path):
+    config = yaml.safe_load(noisy.config.read_text()) | {"peer_attributes": []}
+    bare = write_config(tmp_path / "bare.yml", **config)
+    result = run(["role", "mine", "--format", "json"], {**noisy.env, "RBAC_MIGRATE_CONFIG": str(bare)})
+    assert result.code == 0, result.err
+    note = "no peer_attributes configured: mining the fewest exact roles instead of roles per job"
+    assert result.err_lines[0] == note
+    assert "lower_bound" in json.loads(result.out)
