@@ -27,11 +27,11 @@ def show_jobs(found: MinedJobs, fmt: str) -> None:
     if fmt == "csv":
         emit(roles + exceptions, "csv", COLUMNS)
         return
-    table([{**r, "grants": "; ".join(r["grants"]), "holders": None} for r in roles], COLUMNS[1:5])
+    table(roles, ["role", "stands_for", "coverage", "grants"])
     if exceptions:
-        shown = [{**e, "holders": _few(e["holders"])} for e in exceptions]
+        shown = [{**e, "grant": e["grants"], "holders": _few(e["holders"])} for e in exceptions]
         click.echo("")
-        table(shown, ["role", "why", "grants", "detail", "holders"])
+        table(shown, ["role", "why", "grant", "detail", "holders"])
 
 
 def summary(found: MinedJobs) -> str:
