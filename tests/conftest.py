@@ -118,19 +118,23 @@ class Org:
         self.store_url = store or f"sqlite:///{tmp_path / 'state.db'}"
         self.sample = generate(users, seed=seed, base_dn=base)
         slapd.ldapadd("".join(self.sample.ldif_entries(include_base=False)))
+        self.configure(tmp_path, self.sample.people_dn, self.sample.grant_base, self.sample.role_base)
+
+    def configure(self, tmp_path: Path, user_base: str, grant_base: str, role_base: str) -> None:
+        """Write the config file and environment that point the command line at this directory."""
         self.config = write_config(
             tmp_path / "rbac-migrate.yml",
-            url=slapd.url,
-            bind_dn=slapd.admin_dn,
+            url=self.slapd.url,
+            bind_dn=self.slapd.admin_dn,
             tls="none",
-            user_base=self.sample.people_dn,
-            grant_base=self.sample.grant_base,
-            role_base=self.sample.role_base,
+            user_base=user_base,
+            grant_base=grant_base,
+            role_base=role_base,
             store=self.store_url,
         )
         self.env = {
             "RBAC_MIGRATE_CONFIG": str(self.config),
-            "RBAC_MIGRATE_BIND_PASSWORD": slapd.admin_password,
+            "RBAC_MIGRATE_BIND_PASSWORD": self.slapd.admin_password,
             "HOME": str(tmp_path),
         }
 

@@ -311,7 +311,7 @@ def test_candidates_match_the_generators_ground_truth(org):
 
 def test_mine_reproduces_direct_access_exactly(org):
     assert org.run("snapshot", "take").code == 0
-    result = org.run("role", "mine", "--min-holders", "2", "--format", "json")
+    result = org.run("role", "mine", "--exact", "--min-holders", "2", "--format", "json")
     assert result.code == 0, result.err
     found = json.loads(result.out)
     got: dict[str, set[str]] = {}

@@ -9,9 +9,10 @@ import click
 
 from .. import connections
 from ..dn import first_value
+from ..errors import UsageError
 from ..roles import query as roles_query
 from . import pass_app
-from .render import emit, format_option, note, table
+from .render import emit, format_option, note
 
 if TYPE_CHECKING:  # the write side (and ldap3 behind it) loads only for commands that write
     from ..roles.commands import Outcome, RolePlan
@@ -251,36 +252,57 @@ def candidates(app, role, max_missing, limit, snapshot, fmt) -> None:
 
 
 @role_group.command("mine")
-@click.option("--from-pairs", "pairs", type=click.Path(dir_okay=False), help="Mine a 'user permission' file instead.")
+@click.option("--exact", is_flag=True, help="The fewest roles that reproduce direct access exactly, not roles per job.")
+@click.option("--from-pairs", "pairs", type=click.Path(dir_okay=False), help="Mine a 'user permission' file (exact).")
+@click.option("--min-share", type=float, help="A job's role carries what this share of its people hold [0.75].")
+@click.option("--min-job-size", type=int, help="Jobs of fewer people are not judged [4].")
 @click.option("--baseline-share", type=float, help="Fold grants this share of users hold into one baseline role.")
-@click.option("--min-holders", default=1, show_default=True, help="Fewest holders a role may have.")
+@click.option("--min-holders", type=int, help="Fewest holders a role may have (--exact) [1].")
 @click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
-@format_option("table", "json")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the roles, for review, to FILE.")
+@format_option()
 @pass_app
-def mine(app, pairs, baseline_share, min_holders, snapshot, fmt) -> None:
-    """The fewest roles that reproduce current direct access exactly: nobody gains or loses a grant.
+def mine(app, exact, pairs, min_share, min_job_size, baseline_share, min_holders, snapshot, output, fmt) -> None:
+    """Mine roles from current access: one per job (by peer attributes), or --exact.
+
+    By default each job (the users sharing their peer-attribute values) gets one role: what a
+    clear majority of its people hold. Personal extras, leftovers of an old job and rights some
+    lack are listed as exceptions and stay as they are. --exact finds the fewest roles that
+    reproduce everyone's direct access exactly.
 
     \b
     Example:
-      rbac-migrate role mine --baseline-share 0.9 --min-holders 3 --format json
+      rbac-migrate role mine --baseline-share 0.9 -o roles.json
+      rbac-migrate role mine --exact --min-holders 3 --format json
     """
+    from ..mining.jobs import DEFAULT_MIN_JOB_SIZE, DEFAULT_MIN_SHARE
+    from ..mining.rolesfile import write_roles_file
+    from . import mining as show
+
+    if pairs and output:
+        raise UsageError("-o writes grants as DNs from a snapshot; --from-pairs has permission names only")
+    by_job = not (exact or pairs or not app.settings.peer_attributes)
+    if by_job and min_holders is not None:
+        raise UsageError("--min-holders applies to --exact mining; jobs use --min-job-size")
+    if not by_job and (min_share is not None or min_job_size is not None):
+        raise UsageError("--min-share and --min-job-size apply to mining by job, not --exact or --from-pairs")
     if pairs:
-        found = roles_query.mine_pairs(pairs, min_holders, baseline_share)
+        found = roles_query.mine_pairs(pairs, 1 if min_holders is None else min_holders, baseline_share)
+    elif not by_job:
+        if not exact:
+            note("no peer_attributes configured: mining the fewest exact roles instead of roles per job")
+        store = connections.store_for(app.settings)
+        found = roles_query.mine_snapshot(store, snapshot, 1 if min_holders is None else min_holders, baseline_share)
     else:
-        found = roles_query.mine_snapshot(connections.store_for(app.settings), snapshot, min_holders, baseline_share)
-    proof = "proven minimal" if found.proven_minimal else f"at least {found.lower_bound} needed"
-    kept = sum(len(g) for g in found.exceptions.values())
-    note(
-        f"{len(found.roles)} roles for {found.users} users ({proof}), checked exact; "
-        f"{kept} grants too rare for a role stay direct"
-        + (f"; {found.left_out} disabled users left out" if found.left_out else "")
-    )
-    roles = [{"name": r.name, "grants": list(r.grants), "holders": list(r.holders)} for r in found.roles]
-    if fmt == "json":
-        exceptions = {user: sorted(grants) for user, grants in sorted(found.exceptions.items())}
-        emit([], "json", document={"roles": roles, "exceptions": exceptions, "lower_bound": found.lower_bound})
-        return
-    table([{**r, "holders": len(r["holders"])} for r in roles], ["name", "holders", "grants"])
+        store = connections.store_for(app.settings)
+        share = DEFAULT_MIN_SHARE if min_share is None else min_share
+        size = DEFAULT_MIN_JOB_SIZE if min_job_size is None else min_job_size
+        found = roles_query.mine_jobs_snapshot(store, snapshot, share, size, baseline_share)
+    if output:
+        write_roles_file(output, found.roles_file())
+    (show.show_jobs if by_job else show.show_exact)(found, fmt)
+    if output:
+        note(f"wrote {output}: review it, then 'rbac-migrate role create --from-file {output}'")
 
 
 def register(cli: click.Group) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,8 @@ from ..store import Store
 from .catalogue import Candidates, GroupGraph, MinedNames, rank_candidates
 
 if TYPE_CHECKING:
+    from ..mining.jobs import JobMining
+    from ..mining.rolesfile import RolesFile
     from .live import LiveUser
 
 
@@ -276,24 +278,164 @@ class MinedRoles:
     lower_bound: int
     proven_minimal: bool
     left_out: int = 0  # disabled users not mined
+    snapshot_id: int | None = None
+    grant_dns: Mapping[str, str] = field(default_factory=dict)  # grant label -> DN (snapshots only)
+    settings: Mapping[str, float | int | None] = field(default_factory=dict)
+
+    def roles_file(self) -> RolesFile:
+        """The reviewable file of these roles: grants as DNs, holders as evidence."""
+        from ..mining.rolesfile import FileRole, RolesFile
+
+        dns = self.grant_dns
+        roles = tuple(
+            FileRole(
+                name=r.name,
+                grants=tuple(dns[g] for g in r.grants),
+                description=f"mined exact cover: held by {len(r.holders)} users",
+                baseline=r.baseline,
+                holders=r.holders,
+            )
+            for r in self.roles
+        )
+        return RolesFile("exact", roles, snapshot=self.snapshot_id, settings=self.settings)
+
+
+@dataclass(frozen=True)
+class MinedJobs:
+    """Roles per job from a snapshot, with the DNs the roles file needs."""
+
+    result: JobMining
+    snapshot_id: int
+    grant_dns: Mapping[str, str]
+    left_out: int = 0  # disabled users not mined
+
+    def roles_file(self) -> RolesFile:
+        """The reviewable file of these roles: grants as DNs, evidence and exceptions included."""
+        from ..mining.rolesfile import FileException, FileRole, RolesFile
+
+        result, dns = self.result, self.grant_dns
+        roles = tuple(
+            FileRole(
+                name=r.name,
+                grants=tuple(sorted(dns[g] for g in r.grants)),
+                description=f"{r.label}: held in full by {r.coverage} of {len(r.members)}",
+                baseline=r.baseline,
+                stands_for=tuple(dict(job) for job in r.jobs),
+                holders=tuple(sorted(r.holders)),
+                members=len(r.members),
+            )
+            for r in result.all_roles()
+        )
+        exceptions = tuple(
+            FileException(dns[e.grant], e.why, e.role, tuple(sorted(e.holders)), e.detail) for e in result.exceptions
+        )
+        settings = {
+            "min_share": result.min_share,
+            "min_job_size": result.min_job_size,
+            "baseline_share": result.baseline_share,
+        }
+        return RolesFile("jobs", roles, exceptions, self.snapshot_id, settings)
+
+
+@dataclass(frozen=True)
+class _SnapshotAccess:
+    snapshot_id: int
+    access: dict[str, set[str]]
+    attrs: dict[str, Mapping[str, str]]
+    taken: set[str]
+    grant_dns: dict[str, str]
+    left_out: int
+
+
+def _snapshot_access(store: Store, snapshot: str | int | None, with_roles: bool) -> _SnapshotAccess:
+    """Each enabled user's grants by label: direct ones, and with ``with_roles`` those their roles give."""
+    snap, graph, users = _with_users(store, snapshot)
+    user_label = _labels({i: e for i, e in users.items() if e.enabled})
+    grant_label = _labels({i: graph.groups[i] for i in graph.of_kind(GRANT)})
+    givers = {g: {g} for g in grant_label}
+    if with_roles:
+        for role in graph.of_kind(ROLE):
+            for grant in _role_grants(graph, role):
+                givers[grant].add(role)
+    enabled = frozenset(user_label)
+    access: dict[str, set[str]] = {}
+    for grant, label in grant_label.items():
+        for giver in givers[grant]:
+            for member in enabled.intersection(graph.members.get(giver, ())):
+                access.setdefault(user_label[member], set()).add(label)
+    attrs = {user_label[i]: users[i].attrs for i in user_label}
+    taken = {graph.name(i) for i in graph.of_kind(ROLE)} | {d.name for d in store.roles.definitions()}
+    dns = {label: graph.groups[i].dn for i, label in grant_label.items()}
+    return _SnapshotAccess(snap.id or 0, access, attrs, taken, dns, len(users) - len(user_label))
+
+
+def _role_grants(graph: GroupGraph, role: int) -> set[int]:
+    """Grants a role gives as such, through roles nested in roles (grant nesting comes along anyway)."""
+    grants: set[int] = set()
+    seen: set[int] = set()
+    stack = [role]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for parent in graph.parents.get(node, ()):
+            if graph.kind(parent) == GRANT:
+                grants.add(parent)
+            elif graph.kind(parent) == ROLE:
+                stack.append(parent)
+    return grants
 
 
 def mine_snapshot(
     store: Store, snapshot: str | int | None = None, min_holders: int = 1, baseline_share: float | None = None
 ) -> MinedRoles:
     """Roles that reproduce every enabled user's direct grants exactly, from a snapshot."""
-    snap, graph, users = _with_users(store, snapshot)
-    user_label = _labels({i: e for i, e in users.items() if e.enabled})
-    grant_label = _labels({i: graph.groups[i] for i in graph.of_kind(GRANT)})
-    enabled = frozenset(user_label)
-    access: dict[str, set[str]] = {}
-    for grant, label in grant_label.items():
-        for member in enabled.intersection(graph.members.get(grant, ())):
-            access.setdefault(user_label[member], set()).add(label)
-    attrs = {user_label[i]: users[i].attrs for i in user_label}
-    taken = {graph.name(i) for i in graph.of_kind(ROLE)} | {d.name for d in store.roles.definitions()}
-    left_out = len(users) - len(user_label)
-    return _mine(access, attrs, taken, min_holders, baseline_share, left_out)
+    found = _snapshot_access(store, snapshot, with_roles=False)
+    settings = {"min_holders": min_holders, "baseline_share": baseline_share}
+    mined = _mine(found.access, found.attrs, found.taken, min_holders, baseline_share, found.left_out)
+    return replace(mined, snapshot_id=found.snapshot_id, grant_dns=found.grant_dns, settings=settings)
+
+
+def mine_jobs_snapshot(
+    store: Store,
+    snapshot: str | int | None = None,
+    min_share: float = 0.75,
+    min_job_size: int = 4,
+    baseline_share: float | None = None,
+) -> MinedJobs:
+    """One role per job (users sharing peer-attribute values), from the grants users hold as such.
+
+    A user's grants here are their direct grants and those their roles give, so people already
+    moved onto a role still count as their job's peers.
+    """
+    from ..mining.jobs import mine_jobs
+
+    found = _snapshot_access(store, snapshot, with_roles=True)
+    if not any(found.access.values()):
+        raise RbacMigrateError("nothing to mine: no user holds a grant")
+    if not any(found.attrs.get(user) for user in found.access):
+        raise RbacMigrateError(
+            "no user has a value for the peer attributes: set peer_attributes to what names a job, or use --exact"
+        )
+    try:
+        result = mine_jobs(
+            found.access,
+            found.attrs,
+            min_share=min_share,
+            min_job_size=min_job_size,
+            baseline_share=baseline_share,
+            taken=found.taken,
+        )
+    except ValueError as exc:
+        raise UsageError(_option_names(str(exc))) from None
+    return MinedJobs(result, found.snapshot_id, found.grant_dns, found.left_out)
+
+
+def _option_names(text: str) -> str:
+    for name in ("min_holders", "baseline_share", "min_share", "min_job_size"):
+        text = text.replace(name, "--" + name.replace("_", "-"))
+    return text
 
 
 def mine_pairs(path: str | PathLike[str], min_holders: int = 1, baseline_share: float | None = None) -> MinedRoles:
@@ -323,8 +465,7 @@ def _mine(access, attrs, taken, min_holders, baseline_share, left_out: int = 0) 
     try:
         result = mine_roles(access, min_holders=min_holders, baseline_share=baseline_share)
     except ValueError as exc:
-        text = str(exc).replace("min_holders", "--min-holders").replace("baseline_share", "--baseline-share")
-        raise UsageError(text) from None
+        raise UsageError(_option_names(str(exc))) from None
     problems = verify_exact(access, result)
     if problems:
         raise RbacMigrateError(f"the roles found do not reproduce access exactly ({problems[0]}); nothing is shown")
