@@ -169,6 +169,19 @@ class Batch:
         return [s for s in self.steps if s.position == position]
 
 
+@dataclass(frozen=True)
+class MigrationBatch:
+    """A migrate batch from the journal, with the latest state of each of its users."""
+
+    id: int
+    role_dn: str | None
+    role_uuid: str | None
+    status: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    users: tuple[tuple[str, str], ...] = ()  # (user identity, state)
+
+
 # -- the role catalogue -----------------------------------------------------------------------
 
 ACTIVE, DELETED = "active", "deleted"

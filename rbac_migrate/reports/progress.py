@@ -5,29 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 
 from .. import dn as dnutil
-from ..model import GRANT, ROLE, USER, Snapshot, SnapshotInfo
+from ..model import GRANT, ROLE, USER, MigrationBatch, Snapshot, SnapshotInfo
 from .provenance import iso, snapshot_fields
 from .reach import Reach, roles_by_user
 
 MIGRATED = ("applied", "verified")
 UNDONE = ("restored", "rolled_back")
 UNFINISHED = ("prepared", "running", "interrupted")
-
-
-@dataclass(frozen=True)
-class MigrationBatch:
-    """A migrate batch from the journal, with the latest state of each of its users."""
-
-    id: int
-    role_dn: str | None
-    role_uuid: str | None
-    status: str
-    created_at: datetime
-    finished_at: datetime | None = None
-    users: tuple[tuple[str, str], ...] = ()  # (user identity, state)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from . import journal, migrations
 from .schema import snapshot_entries, snapshots
 
 if TYPE_CHECKING:
-    from ..reports.progress import MigrationBatch
+    from ..model import MigrationBatch
     from .roles import RoleStore
 
 __all__ = ["Store", "open_store"]

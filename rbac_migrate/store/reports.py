@@ -7,8 +7,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from ..model import identity_key
-from ..reports.progress import MigrationBatch
+from ..model import MigrationBatch, identity_key
 from .schema import batch_users, batches
 
 
