@@ -201,3 +201,25 @@ def test_malformed_plan_files_get_one_clear_line(org, tmp_path, content, message
     path = tmp_path / "bad.json"
     path.write_bytes(content)
     assert_one_line_error(org.run("apply", str(path), "--yes"), message)
+
+
+def test_waves_never_plan_a_user_twice_and_ignore_unrelated_hand_changes(ready, tmp_path):
+    from tests.test_migration import ROLE
+
+    org = ready
+    first = org.run("migrate", "apply", "--role", ROLE, "--batch-size", "2", "--yes")
+    assert first.code == 0, first.err
+    migrated = {u["dn"].lower() for u in store_of(org).batch(1).plan["intent"]["users"]}
+    assert len(migrated) == 2
+    plan = tmp_path / "wave2.json"
+    second = org.run("migrate", "plan", "--role", ROLE, "--batch-size", "3", "-o", str(plan))  # no snapshot taken
+    assert second.code == 0, second.err
+    planned = {u["dn"].lower() for u in json.loads(plan.read_text())["intent"]["users"]}
+    assert planned and not planned & migrated
+    # A hand change to someone outside the wave, in a group the wave touches, between plan and apply.
+    touched = next(e["group"]["dn"] for u in json.loads(plan.read_text())["units"] for e in u["edits"])
+    stranger = next(u.dn for u in org.sample.users if u.dn.lower() not in planned | migrated and u.leaver)
+    org.slapd.ldapmodify(f"dn: {touched}\nchangetype: modify\nadd: member\nmember: {stranger}\n\n")
+    applied = org.run("migrate", "apply", str(plan), "--yes")
+    assert applied.code == 0, applied.err
+    assert stranger.lower() in groups_state(org)[touched.lower()]

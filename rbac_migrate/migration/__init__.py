@@ -69,17 +69,19 @@ def plan(
     with connections.directory_for(settings, prompt) as directory:
         view = LiveView(directory, settings)
         guards = GuardRails(view, settings)
+        limit = None
         if users:
             chosen = [find_one(match_entries(snap, name, (USER,)), "user", name) for name in users]
         else:
             unprotected = lambda e: guards.is_protected(e.dn, e.uuid)  # noqa: E731
-            chosen = candidates(graph, role_entry, unprotected)[: batch_size or settings.max_batch_size]
-        for user in chosen:
+            chosen = candidates(graph, role_entry, unprotected)
+            limit = batch_size or settings.max_batch_size
+        for user in chosen if limit is None else ():
             if guards.is_protected(user.dn, user.uuid):
                 raise PlanError(f"{user.name} is a protected account: it is never changed")
             if not user.enabled:
                 raise PlanError(f"{user.name} is disabled: leavers are not migrated (see 'report orphans')")
-        if len(chosen) > settings.max_batch_size:
+        if limit is None and len(chosen) > settings.max_batch_size:
             raise PlanError(
                 f"{len(chosen)} users exceed max_batch_size {settings.max_batch_size}: plan a smaller batch"
             )
@@ -88,7 +90,7 @@ def plan(
             "users": [vars(entry_ref(u)) for u in chosen],
             "allow_gain": sorted(a.lower() for a in allow_gain),
         }
-        changes = build(view, settings, wanted, directory.target, snap.id)
+        changes = build(view, settings, wanted, directory.target, snap.id, limit)
         guards.check(journal_rows(changes)[1])
         return changes
 

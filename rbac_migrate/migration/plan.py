@@ -51,9 +51,18 @@ def intent(role: cs.Ref, users: list[cs.Ref], allow_gain: list[str]) -> dict:
 
 
 def build(
-    view: LiveView, settings, wanted: dict, directory_name: str = "", snapshot: int | None = None
+    view: LiveView,
+    settings,
+    wanted: dict,
+    directory_name: str = "",
+    snapshot: int | None = None,
+    limit: int | None = None,
 ) -> cs.ChangeSet:
-    """The migration change set for an intent, computed against the directory as it is now."""
+    """The migration change set for an intent, computed against the directory as it is now.
+
+    With ``limit``, the intent's users are candidates: those the directory shows are already
+    migrated, gone, or would gain access are skipped, and the first ``limit`` others are planned.
+    """
     role = _ref(wanted.get("role"), "role")
     users = [_ref(u, "user") for u in _list(wanted.get("users"), "users")]
     allow = {str(a).lower() for a in _list(wanted.get("allow_gain", []), "allow_gain")}
@@ -65,19 +74,30 @@ def build(
     if not dnutil.is_within(role.dn, settings.role_base):
         raise PlanError(f"{role.dn} is not a role (it is not under the role base)")
     role_grants = view.access(role.dn)
-    changes = cs.ChangeSet(
+    chosen, units = [], []
+    for user in users:
+        if limit is not None and len(units) >= limit:
+            break
+        try:
+            _same_entry(view, user, "user")
+            units.append(_user_unit(view, settings, role, role_grants, user, allow))
+        except PlanError:
+            if limit is None:
+                raise
+            continue
+        chosen.append(user)
+    if not units:
+        raise NothingToMigrate(f"no user left to migrate onto {role.name}: every candidate holds it already")
+    return cs.ChangeSet(
         kind="migrate",
-        title=f"move {len(users)} users onto {role.name}",
-        intent=intent(role, users, sorted(allow)),
+        title=f"move {len(chosen)} users onto {role.name}",
+        intent=intent(role, chosen, sorted(allow)),
+        units=units,
         role=role,
         directory=directory_name,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         snapshot=snapshot,
     )
-    for user in users:
-        _same_entry(view, user, "user")
-        changes.units.append(_user_unit(view, settings, role, role_grants, user, allow))
-    return changes
 
 
 def _user_unit(
