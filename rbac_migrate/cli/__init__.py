@@ -55,6 +55,7 @@ COMMANDS = {
     "rollback": "migrate",
     "batches": "migrate",
     "apply": "migrate",
+    "remediate": "remediate",
     "report": "reports",
     "audit": "audit",
     "playbook": "playbook",

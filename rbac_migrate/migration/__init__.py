@@ -139,6 +139,10 @@ def rebuild(settings, view: LiveView, changes: cs.ChangeSet, directory_name: str
     """The change set the plan's intent produces against the live directory now."""
     if changes.kind == "migrate":
         return build(view, settings, changes.intent, directory_name, changes.snapshot)
+    if changes.kind == "remediate":
+        from ..remediation import build as build_remediation
+
+        return build_remediation(view, settings, changes.intent, None, directory_name)
     from ..roles.commands import rebuild as rebuild_role_change
 
     return rebuild_role_change(settings, view, changes)
@@ -186,7 +190,7 @@ def apply_file(
         if found:
             shown = "; ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
             raise DriftError(
-                f"{path} no longer matches the directory ({len(found)} differences: {shown}); {_replan(changes)}"
+                f"the directory changed since the plan {path} ({len(found)} differences: {shown}); {_replan(changes)}"
             )
         if confirm is not None:
             confirm(rebuilt)
@@ -205,6 +209,8 @@ def _replan(changes: cs.ChangeSet) -> str:
     if changes.kind == "migrate" and changes.role is not None:
         users = ",".join(u["name"] for u in changes.intent.get("users", []) if isinstance(u, dict) and u.get("name"))
         return f"plan again: rbac-migrate migrate plan --role {changes.role.name} --users {users} -o FILE"
+    if changes.kind == "remediate":
+        return f"plan again: rbac-migrate remediate plan --category {changes.intent.get('category')} -o FILE"
     return "plan it again"
 
 

@@ -110,7 +110,8 @@ class GuardRails:
             return  # the empty DN names nobody; an entry this batch creates has no identity before it
         live = self.view.uuid_of(step.value)
         if step.detail.get("dangling"):
-            if op != "delete" or live is not None:
+            # Deleted as naming nobody; only rollback puts such a value back, and only while it still names nobody.
+            if live is not None or (op != "delete" and not undo):
                 raise GuardError(f"{step.value} is not a dangling member value: refusing to {op} it as one")
             return
         if step.value_uuid is None:
