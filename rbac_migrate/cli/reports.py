@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from .. import connections, reports
-from ..errors import RbacMigrateError
 from ..reports.html import orphans_html, progress_html
 from ..reports.orphans import CATEGORIES, OrphanReport
 from ..reports.progress import ProgressReport
 from ..reports.provenance import iso
 from . import pass_app
-from .render import emit, format_option, note, table
+from .render import emit, format_option, note, output_option, table, to_output
 
 FINDING_COLUMNS = [
     "category", "user_id", "user_dn", "member_value", "group", "group_dn", "first_snapshot", "action", "reason",
@@ -29,42 +24,6 @@ TABLE_COLUMNS = ["category", "user", "group", "first", "action", "reason"]
 @click.group("report")
 def report_group() -> None:
     """Reports for the auditor: leftover and orphaned rights, and migration progress."""
-
-
-def output_option():
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
-        callback=_writable,
-        help="Write to FILE instead of stdout.",
-    )
-
-
-def _writable(_ctx, _param, path: Path | None) -> Path | None:
-    """Fail before the work, not after it: a large report takes a while to compute."""
-    if path is not None and not path.parent.is_dir():
-        raise RbacMigrateError(f"cannot write {path}: no such directory {path.parent}")
-    return path
-
-
-@contextlib.contextmanager
-def to_output(path: Path | None) -> Iterator[None]:
-    """Send stdout to FILE, written whole at the end: a failed report leaves no half-written file."""
-    if path is None:
-        yield
-        return
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        yield
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise RbacMigrateError(f"cannot write {path}: {exc.strerror}") from None
-    note(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 @report_group.command("orphans")
