@@ -149,6 +149,7 @@ def orphans_html(report: OrphanReport, generated_at: datetime | None = None) -> 
     history = f"{len(report.trend)} (#{report.trend[0].snapshot.id} to #{report.trend[-1].snapshot.id})"
     items.insert(2, ("Snapshots in history", history))
     items.insert(3, ("HR feed", escape(report.hr_feed) if report.hr_feed else "not given: not-in-hr not checked"))
+    items += [("Not judged", escape(line)) for line in report.notes]
     body = (
         "<header><h1>Orphaned and leftover access</h1>"
         f'<p class="muted">Rights that should not be there, why, and what to do.</p>{_provenance(items)}</header>'

@@ -25,6 +25,7 @@ from .schema import snapshot_entries, snapshots
 
 if TYPE_CHECKING:
     from ..reports.progress import MigrationBatch
+    from .findings import FindingsStore
     from .roles import RoleStore
 
 __all__ = ["Store", "open_store"]
@@ -200,6 +201,13 @@ class Store:
             return [_entry(row) for row in conn.execute(query).all()]
 
     # -- roles --------------------------------------------------------------------------
+
+    @property
+    def findings(self) -> FindingsStore:
+        """Accepted exceptions and the findings register."""
+        from .findings import FindingsStore
+
+        return FindingsStore(self)
 
     @property
     def roles(self) -> RoleStore:
