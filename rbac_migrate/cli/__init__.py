@@ -55,6 +55,7 @@ COMMANDS = {
     "rollback": "migrate",
     "batches": "migrate",
     "report": "reports",
+    "exception": "exceptions",
     "audit": "audit",
     "playbook": "playbook",
     "demo": "demo",
