@@ -147,7 +147,7 @@ def _table_row(finding: reports.Finding) -> dict:
 
 
 @report_group.command("progress")
-@format_option("table", "json", "html")
+@format_option("html")
 @output_option()
 @pass_app
 def progress(app, fmt, output) -> None:
@@ -163,6 +163,8 @@ def progress(app, fmt, output) -> None:
         f"snapshot {result.snapshot.id}: {latest.with_roles} of {latest.users} enabled users hold a role "
         f"({latest.share:.1%}); {latest.direct_grants} direct grants remain"
     )
+    if result.findings:
+        note(result.findings.summary)
     with to_output(output), reports.bulk_work():
         _render_progress(result, fmt)
 
@@ -174,21 +176,26 @@ def _render_progress(result: ProgressReport, fmt: str) -> None:
     if fmt == "json":
         emit([], fmt, document=result.document())
         return
-    table(
-        [
-            {
-                "snapshot": p.snapshot.id,
-                "taken": iso(p.snapshot.taken_at),
-                "users": p.users,
-                "with role": p.with_roles,
-                "share": f"{p.share:.1%}",
-                "direct grants": p.direct_grants,
-                "role also gives": p.covered,
-            }
-            for p in result.points
-        ],
-        ["snapshot", "taken", "users", "with role", "share", "direct grants", "role also gives"],
-    )
+    findings = {s: (o, a) for s, _at, o, a in result.findings.over_time} if result.findings else {}
+    rows = [
+        {
+            "snapshot": p.snapshot.id,
+            "taken": iso(p.snapshot.taken_at),
+            "users": p.users,
+            "with role": p.with_roles,
+            "share": f"{p.share:.1%}",
+            "direct grants": p.direct_grants,
+            "role also gives": p.covered,
+            "open findings": findings.get(p.snapshot.id, ("", ""))[0],
+            "accepted": findings.get(p.snapshot.id, ("", ""))[1],
+        }
+        for p in result.points
+    ]
+    columns = list(rows[0])
+    if fmt == "csv":
+        emit([{**row, **result.provenance} for row in rows], fmt, [*columns, *result.provenance])
+        return
+    table(rows, columns)
     click.echo()
     columns = ["role", "holders", "still_direct", "batches", "migrated", "rolled_back", "conflicts", "pending", "state"]
     table([vars(r) for r in result.roles], columns)

@@ -22,6 +22,7 @@ from .orphans import CATEGORIES, Finding, OrphanReport, find_orphans, orphan_rep
 from .outliers import OutlierSettings
 from .progress import ProgressReport, progress_report
 from .provenance import as_utc, iso
+from .register import findings_metrics
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy; only its methods are used here
     from ..store import Store
@@ -128,7 +129,11 @@ def _registered(finding: Finding, status: str) -> RegisteredFinding:
 def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
-        return progress_report(_history(store, None), store.migration_batches())
+        result = progress_report(_history(store, None), store.migration_batches())
+    found = orphans(store)  # brings the findings register up to the newest snapshot
+    result.findings = findings_metrics(found.trend, store.findings.register())
+    result.provenance = found.provenance
+    return result
 
 
 def audit_log(store: Store, since: datetime | None = None, user: str | None = None) -> list[AuditRecord]:
