@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from .. import dn as dnutil
 from ..audit import AuditRecord, operator, verify
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
+from .auditlog import Person
 from .hrfeed import read_hr_feed
 from .orphans import CATEGORIES, Finding, OrphanReport, find_orphans, orphan_report
 from .outliers import OutlierSettings
@@ -137,20 +137,12 @@ def progress(store: Store) -> ProgressReport:
 
 
 def audit_log(store: Store, since: datetime | None = None, user: str | None = None) -> list[AuditRecord]:
-    """Audit records at or after ``since``, by operator ``user`` or about user ``user``."""
+    """Audit records at or after ``since``, by operator ``user`` or touching user ``user`` (by identity)."""
     records = store.audit_records(as_utc(since) if since else None)
     if user:
-        records = [r for r in records if _concerns(r, user)]
+        person = Person(store, user)
+        records = [r for r in records if person.concerns(r)]
     return records
-
-
-def _concerns(record: AuditRecord, user: str) -> bool:
-    wanted = user.strip().lower()
-    operator = record.operator.lower()
-    target = record.target.strip().lower()
-    if wanted in (operator, operator.rsplit("@", 1)[0], target):
-        return True
-    return "=" in target and dnutil.first_value(target) == wanted
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,7 @@ class FindingsMetrics:
 
     def document(self) -> dict:
         return {
-            "over_time": [
-                {"snapshot": s, "taken_at": at, "open": o, "accepted": a} for s, at, o, a in self.over_time
-            ],
+            "over_time": [{"snapshot": s, "taken_at": at, "open": o, "accepted": a} for s, at, o, a in self.over_time],
             "statuses": self.statuses,
             "remediated": self.remediated,
             "remediated_by_batch": self.by_batch,
