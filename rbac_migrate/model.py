@@ -226,3 +226,49 @@ class RoleUpdate:
     state: str = ACTIVE
     description: str | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+# -- findings: accepted exceptions and the register ------------------------------------------
+
+OPEN, ACCEPTED, REMEDIATED, REAPPEARED = "open", "accepted", "remediated", "reappeared"
+
+
+@dataclass(frozen=True)
+class FindingException:
+    """An accepted finding: this user may keep this group until ``expires``; keyed by identity."""
+
+    id: int
+    user_key: str
+    user_name: str
+    user_dn: str
+    group_key: str
+    group_name: str
+    group_dn: str
+    owner: str
+    reason: str
+    ticket: str | None
+    expires: datetime  # the first moment it no longer applies
+    created_at: datetime
+    created_by: str
+
+    def active(self, at: datetime) -> bool:
+        return at < self.expires
+
+
+@dataclass(frozen=True)
+class RegisteredFinding:
+    """A finding as the register keeps it across snapshots: dates, status and what fixed it."""
+
+    key: str
+    category: str
+    user_key: str
+    user_name: str
+    group_key: str
+    group_name: str
+    member_value: str
+    first_seen: datetime
+    last_seen: datetime
+    status: str  # open | accepted | remediated | reappeared
+    status_at: datetime
+    fixed_at: datetime | None = None
+    fixed_batch: int | None = None

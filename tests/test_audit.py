@@ -92,7 +92,7 @@ def test_log_table_and_csv(logged):
     table = audit(env, "log", "--user", "dave")
     assert table.code == 0
     lines = table.out.splitlines()
-    assert lines[0].split() == ["id", "at", "operator", "action", "target", "ticket", "details"]
+    assert lines[0].split() == ["id", "at", "operator", "action", "target", "ticket", "summary"]
     assert len(lines) == 3 and "joiner.onboard" in lines[2] and "CHG-4" in lines[2]
     rows = list(csv.DictReader(io.StringIO(audit(env, "log", "--format", "csv").out)))
     assert [r["action"] for r in rows] == [r.action for r in RECORDS]

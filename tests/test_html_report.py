@@ -141,7 +141,8 @@ def test_progress_html_renders(chromium, org):
     document = json.loads(org.run("report", "progress", "--format", "json").out)
     dom = Elements(render(chromium, page))
     assert dom.all("title")[0][1] == f"Migration progress: snapshot {document['snapshot']['id']}"
-    assert len(dom.all("svg")) == 3
+    charts = [attrs.get("aria-label") for attrs, _t in dom.all("svg")]
+    assert len(charts) == 4 and charts[-1] == "Open and accepted findings"
     rows = [t for _a, t in dom.all("tr")]
     for role in document["roles"]:
         assert any(t.startswith(role["role"]) and role["dn"] in t for t in rows)

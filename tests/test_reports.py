@@ -152,9 +152,11 @@ def expected_history(history: History) -> set[tuple[str, str, str, int]]:
 
 
 def found(document: dict) -> set[tuple[str, str, str, int]]:
+    """Findings of every category but peer-outlier (a judgement from peers, tested in test_outliers.py)."""
     return {
         (f["category"], f["user_id"] or f["member_value"].lower(), f["group"], f["first_snapshot"])
         for f in document["findings"]
+        if f["category"] != "peer-outlier"
     }
 
 
@@ -169,7 +171,8 @@ def test_finds_every_planted_finding_and_nothing_else(org, tmp_path):
     want, got = expected_history(history), found(document)
     assert got - want == set(), "reported but not planted"
     assert want - got == set(), "planted but not reported"
-    assert {c for c, *_ in got} == set(CATEGORIES), "the org must exercise every category"
+    assert {c for c, *_ in got} == set(CATEGORIES) - {"peer-outlier"}, "the org must exercise every category"
+    assert document["summary"]["peer-outlier"] > 0
     assert {p for c, *_, p in got if c == "mover-leftover"} == {2}
     assert {c for c, who, _g, p in got if p == 2 and who == history.new_leaver} == {"leaver-grant"}
     # The planted lists, read directly: every one is in the report.
@@ -185,7 +188,12 @@ def test_finds_every_planted_finding_and_nothing_else(org, tmp_path):
 def test_summary_counts_and_json_shape(org, tmp_path):
     history = make_history(org, tmp_path)
     document = json.loads(org.run("report", "orphans", "--hr-feed", str(history.hr_feed), "--format", "json").out)
-    assert list(document) == ["snapshot", "summary", "findings", "trend"]
+    assert list(document) == [
+        "snapshot", "provenance", "summary", "accepted_count", "notes", "findings", "accepted", "trend",
+    ]  # fmt: skip
+    provenance = document["provenance"]
+    assert (provenance["directory"], provenance["snapshot"]) == (org.slapd.url, 2)
+    assert provenance["operator"] and provenance["tool_version"] and provenance["generated_at"]
     assert list(document["summary"]) == list(CATEGORIES)
     for category, count in document["summary"].items():
         assert count == sum(1 for f in document["findings"] if f["category"] == category)
@@ -215,9 +223,11 @@ def test_earlier_snapshot_by_id(org, tmp_path):
     leavers = {u.uid for u in org.sample.users if u.leaver}
     before = {u.uid: (u.department, u.title) for u in org.sample.users}
     want = expected(org.sample, leavers, before, set(), set(before))
-    assert {(f["category"], f["user_id"] or f["member_value"].lower(), f["group"]) for f in document["findings"]} == {
-        w for w in want if w[0] != "not-in-hr"
-    }
+    assert {
+        (f["category"], f["user_id"] or f["member_value"].lower(), f["group"])
+        for f in document["findings"]
+        if f["category"] != "peer-outlier"
+    } == {w for w in want if w[0] != "not-in-hr"}
     assert history.new_leaver not in {f["user_id"] for f in document["findings"] if f["category"] == "leaver-grant"}
 
 
@@ -230,8 +240,8 @@ def test_table_puts_the_summary_first(org, tmp_path):
     assert lines[0].split() == ["category", "count", "meaning"]
     counts = {line.split()[0]: int(line.split()[1]) for line in lines[2:]}
     document = json.loads(org.run("report", "orphans", "--hr-feed", str(history.hr_feed), "--format", "json").out)
-    assert counts == document["summary"]
-    assert findings.splitlines()[0].split() == ["category", "user", "group", "first", "action", "reason"]
+    assert counts == {**document["summary"], "(accepted)": 0}
+    assert findings.splitlines()[0].split() == ["category", "user", "group", "first", "seen", "action", "reason"]
     assert len(findings.splitlines()) == 2 + len(document["findings"])
 
 
@@ -243,7 +253,12 @@ def test_csv_has_one_row_per_finding(org, tmp_path):
     assert f"wrote {out}" in result.err
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     document = json.loads(org.run("report", "orphans", "--hr-feed", str(history.hr_feed), "--format", "json").out)
-    assert rows == [{k: "" if v is None else str(v) for k, v in f.items()} for f in document["findings"]]
+    columns = [c for c in rows[0] if c in document["findings"][0]]
+    assert [{c: row[c] for c in columns} for row in rows] == [
+        {c: "" if f[c] is None else str(f[c]) for c in columns} for f in document["findings"]
+    ]
+    provenance = {k: v for k, v in document["provenance"].items() if k != "generated_at"}
+    assert all({k: row[k] for k in provenance} == {k: str(v) for k, v in provenance.items()} for row in rows)
 
 
 def test_bad_input_is_one_line(org, tmp_path):

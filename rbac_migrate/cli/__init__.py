@@ -57,6 +57,7 @@ COMMANDS = {
     "apply": "migrate",
     "remediate": "remediate",
     "report": "reports",
+    "exception": "exceptions",
     "audit": "audit",
     "playbook": "playbook",
     "demo": "demo",

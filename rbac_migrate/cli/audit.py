@@ -9,10 +9,12 @@ import click
 
 from .. import connections, reports
 from ..errors import UsageError
+from ..reports.auditlog import summary
 from . import pass_app
 from .render import emit, format_option, note
 
-COLUMNS = ["id", "at", "operator", "action", "target", "ticket", "details"]
+COLUMNS = ["id", "at", "operator", "action", "target", "ticket", "summary", "details"]
+TABLE_COLUMNS = ["id", "at", "operator", "action", "target", "ticket", "summary"]
 
 
 @click.group("audit")
@@ -34,7 +36,9 @@ def parse_since(text: str | None) -> datetime | None:
 
 @audit_group.command("log")
 @click.option("--since", metavar="DATE", help="Only records at or after DATE (YYYY-MM-DD or ISO time; UTC by default).")
-@click.option("--user", metavar="U", help="Only records made by operator U, or about user U (id or DN).")
+@click.option(
+    "--user", metavar="U", help="Only records made by operator U, or touching user U (id or DN; matched by identity)."
+)
 @format_option()
 @pass_app
 def log(app, since, user, fmt) -> None:
@@ -54,6 +58,7 @@ def log(app, since, user, fmt) -> None:
             "action": r.action,
             "target": r.target,
             "ticket": r.ticket,
+            "summary": summary(r.details),
             "details": json.dumps(r.details, sort_keys=True, ensure_ascii=False, default=str),
         }
         for r in records
@@ -62,7 +67,8 @@ def log(app, since, user, fmt) -> None:
         {**row, "details": r.details, "prev_hash": r.prev_hash, "hash": r.hash}
         for row, r in zip(rows, records, strict=True)
     ]
-    emit(rows, fmt, COLUMNS, document=document)
+    # The table is for reading: a summary per record; CSV and JSON carry the full detail.
+    emit(rows, fmt, TABLE_COLUMNS if fmt == "table" else COLUMNS, document=document)
 
 
 @audit_group.command("verify")

@@ -11,7 +11,7 @@ from ..config import BY_NAME, SETTINGS, load_settings, read_password_file
 from ..errors import ConfigError
 from ..starter import starter_config
 from . import pass_app
-from .render import emit, format_option, note
+from .render import emit, format_option, mask_secrets, note
 
 INIT_FLAGS = (
     "url",
@@ -111,7 +111,10 @@ def config_show(app, fmt) -> None:
       rbac-migrate config show --format json
     """
     settings = app.settings
-    rows = [{"setting": s.name, "value": settings.values[s.name], "source": settings.sources[s.name]} for s in SETTINGS]
+    rows = [
+        {"setting": s.name, "value": mask_secrets(settings.values[s.name]), "source": settings.sources[s.name]}
+        for s in SETTINGS
+    ]
     emit(rows, fmt, ["setting", "value", "source"])
 
 

@@ -8,18 +8,21 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import dn as dnutil
-from ..audit import AuditRecord, verify
-from ..model import Snapshot
+from .. import __version__
+from ..audit import AuditRecord, operator, verify
+from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
+from .auditlog import Person
 from .hrfeed import read_hr_feed
 from .orphans import CATEGORIES, Finding, OrphanReport, find_orphans, orphan_report
+from .outliers import OutlierSettings
 from .progress import ProgressReport, progress_report
-from .provenance import as_utc
+from .provenance import as_utc, iso
+from .register import findings_metrics
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy; only its methods are used here
     from ..store import Store
@@ -29,6 +32,7 @@ __all__ = [
     "AuditCheck",
     "Finding",
     "OrphanReport",
+    "OutlierSettings",
     "ProgressReport",
     "audit_log",
     "audit_verify",
@@ -63,37 +67,82 @@ def _history(store: Store, snapshot: str | int | None) -> Iterator[Snapshot]:
             yield store.load_snapshot(info.id)
 
 
-def orphans(store: Store, hr_feed: Path | None = None, snapshot: str | int | None = None) -> OrphanReport:
+def orphans(
+    store: Store,
+    hr_feed: Path | None = None,
+    snapshot: str | int | None = None,
+    outliers: OutlierSettings | None = None,
+) -> OrphanReport:
     """Orphaned and leftover rights in a snapshot (latest by default)."""
     hr_ids = read_hr_feed(hr_feed) if hr_feed is not None else None
+    now = datetime.now(timezone.utc)
+    exceptions = store.findings.exceptions()
     with bulk_work():
-        report = orphan_report(_history(store, snapshot), hr_ids)
+        report = orphan_report(_history(store, snapshot), hr_ids, outliers, exceptions, now)
     if hr_feed is not None:
         report.hr_feed = f"{hr_feed.name} ({len(hr_ids or ())} ids)"
+    report.provenance = provenance(report.snapshot, now)
+    _register(store, report)
     return report
+
+
+def provenance(info: SnapshotInfo, now: datetime | None = None) -> dict:
+    """What an auditor hands on with the data: which directory, which snapshot, who, which tool."""
+    return {
+        "directory": info.source,
+        "snapshot": info.id,
+        "snapshot_taken_at": iso(info.taken_at),
+        "generated_at": iso(now or datetime.now(timezone.utc)),
+        "operator": operator(),
+        "tool_version": __version__,
+    }
+
+
+def _register(store: Store, report: OrphanReport) -> None:
+    """Keep the findings register up to date with a report of the newest snapshot; note each status."""
+    seen_at = as_utc(report.snapshot.taken_at)
+    current = [_registered(f, OPEN) for f in report.findings]
+    current += [_registered(a.finding, ACCEPTED) for a in report.accepted]
+    if not store.findings.sync(report.snapshot.id, seen_at, current):
+        return
+    status = {f.key: f.status for f in store.findings.register()}
+    report.findings = [replace(f, status=status.get(f.key, OPEN)) for f in report.findings]
+
+
+def _registered(finding: Finding, status: str) -> RegisteredFinding:
+    first = datetime.fromisoformat(finding.first_seen)
+    return RegisteredFinding(
+        key=finding.key,
+        category=finding.category,
+        user_key=finding.user_key,
+        user_name=finding.user_id,
+        group_key=finding.group_key,
+        group_name=finding.group,
+        member_value=finding.member_value,
+        first_seen=first,
+        last_seen=first,
+        status=status,
+        status_at=first,
+    )
 
 
 def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
-        return progress_report(_history(store, None), store.migration_batches())
+        result = progress_report(_history(store, None), store.migration_batches())
+    found = orphans(store)  # brings the findings register up to the newest snapshot
+    result.findings = findings_metrics(found.trend, store.findings.register())
+    result.provenance = found.provenance
+    return result
 
 
 def audit_log(store: Store, since: datetime | None = None, user: str | None = None) -> list[AuditRecord]:
-    """Audit records at or after ``since``, by operator ``user`` or about user ``user``."""
+    """Audit records at or after ``since``, by operator ``user`` or touching user ``user`` (by identity)."""
     records = store.audit_records(as_utc(since) if since else None)
     if user:
-        records = [r for r in records if _concerns(r, user)]
+        person = Person(store, user)
+        records = [r for r in records if person.concerns(r)]
     return records
-
-
-def _concerns(record: AuditRecord, user: str) -> bool:
-    wanted = user.strip().lower()
-    operator = record.operator.lower()
-    target = record.target.strip().lower()
-    if wanted in (operator, operator.rsplit("@", 1)[0], target):
-        return True
-    return "=" in target and dnutil.first_value(target) == wanted
 
 
 @dataclass(frozen=True)

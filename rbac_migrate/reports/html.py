@@ -149,6 +149,7 @@ def orphans_html(report: OrphanReport, generated_at: datetime | None = None) -> 
     history = f"{len(report.trend)} (#{report.trend[0].snapshot.id} to #{report.trend[-1].snapshot.id})"
     items.insert(2, ("Snapshots in history", history))
     items.insert(3, ("HR feed", escape(report.hr_feed) if report.hr_feed else "not given: not-in-hr not checked"))
+    items += [("Not judged", escape(line)) for line in report.notes]
     body = (
         "<header><h1>Orphaned and leftover access</h1>"
         f'<p class="muted">Rights that should not be there, why, and what to do.</p>{_provenance(items)}</header>'
@@ -251,8 +252,30 @@ def progress_html(report: ProgressReport, generated_at: datetime | None = None) 
         f"<header><h1>Migration progress</h1>{_provenance(items)}</header>"
         f'<h2>Over time</h2><div class="charts">{share}{grants}{holders}</div>{_points_table(report)}'
         f"<h2>Roles</h2>{_roles_table(report)}"
+        f"{_findings_register(report)}"
     )
     return _page(f"Migration progress: snapshot {report.snapshot.id}", body)
+
+
+def _findings_register(report: ProgressReport) -> str:
+    """Open findings over time and the mean time to remediate: the continual-improvement register."""
+    metrics = report.findings
+    if metrics is None:
+        return ""
+    labels = [f"#{snapshot}" for snapshot, *_ in metrics.over_time]
+    chart = line_chart(
+        "Open and accepted findings",
+        labels,
+        [
+            Series("open", [o for *_, o, _a in metrics.over_time], PALETTE[3]),
+            Series("accepted", [a for *_, a in metrics.over_time], PALETTE[4]),
+        ],
+    )
+    mttr = metrics.mean_days_to_remediate
+    items = [(status, f"{count:,}") for status, count in metrics.statuses.items()]
+    items.append(("mean time to remediate", "none remediated yet" if mttr is None else f"{mttr:.1f} days"))
+    items.append(("remediated by a batch", f"{metrics.by_batch:,} of {metrics.remediated:,}"))
+    return f'<h2>Findings register</h2><div id="findings-register">{_provenance(items)}{chart}</div>'
 
 
 def _table(table_id: str, headers: list[str], rows: list[list[str]], numeric: set[int]) -> str:

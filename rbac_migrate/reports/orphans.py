@@ -10,9 +10,11 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from .. import dn as dnutil
-from ..model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot, SnapshotInfo, identity_key
+from ..model import DANGLING, GRANT, ROLE, USER, Entry, FindingException, Snapshot, SnapshotInfo, identity_key
+from .outliers import SIGNAL_RANK, OutlierSettings, find_outliers
 from .provenance import iso, snapshot_fields
 from .reach import Reach, roles_by_user
 
@@ -26,6 +28,7 @@ CATEGORIES: dict[str, str] = {
     "empty-group": "grant groups with no members, or only disabled accounts and dangling values",
     "unused-role": "roles no enabled account holds",
     "mover-leftover": "memberships of users who moved that none of their new peers hold",
+    "peer-outlier": "direct grants few current peers hold; rights typical of another job first",
 }
 ACTIONS: dict[str, str] = {
     "leaver-grant": "remove membership",
@@ -36,12 +39,13 @@ ACTIONS: dict[str, str] = {
     "empty-group": "retire group",
     "unused-role": "assign or retire role",
     "mover-leftover": "review: remove unless the new job needs it",
+    "peer-outlier": "review: remove unless the job needs it",
 }
 ORDER = {name: i for i, name in enumerate(CATEGORIES)}
 
 Key = tuple[str, ...]
-# A finding as a scan makes it: identity key, category, user, group, member value, reason.
-Hit = tuple[Key, str, "Entry | None", Entry, str, str]
+# A finding as a scan makes it: identity key, category, user, group, member value, reason, signal.
+Hit = tuple[Key, str, "Entry | None", Entry, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,14 @@ class Finding:
     group: str
     first_snapshot: int
     action: str
+    key: str = ""  # stable across snapshots: category and the identities it rests on
+    user_key: str = ""  # entryUUID / objectGUID of the user (else dn:…)
+    group_key: str = ""
     group_dn: str = ""
     reason: str = ""
+    first_seen: str = ""  # when the snapshot that first showed it was taken (ISO time, UTC)
+    status: str = "open"  # open or reappeared (after a fix), as the findings register has it
+    signal: str = ""  # peer-outlier: other-job (an earlier job's rights) or one-off
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,31 @@ class TrendPoint:
     """Counts per category in one snapshot of the history."""
 
     snapshot: SnapshotInfo
-    summary: dict[str, int]
+    summary: dict[str, int]  # open findings: accepted exceptions left out
+    accepted: int = 0
+
+    @property
+    def open(self) -> int:
+        return sum(self.summary.values())
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A finding an exception accepts: listed apart, counted apart, back when the exception expires."""
+
+    finding: Finding
+    exception: FindingException
+
+    def document(self) -> dict:
+        e = self.exception
+        return {
+            **vars(self.finding),
+            "exception": e.id,
+            "owner": e.owner,
+            "exception_reason": e.reason,
+            "ticket": e.ticket,
+            "expires": iso(e.expires),
+        }
 
 
 @dataclass
@@ -78,6 +112,9 @@ class OrphanReport:
     trend: list[TrendPoint]
     categories: list[str] = field(default_factory=list)  # those checked: not-in-hr needs an HR feed
     hr_feed: str | None = None  # where the staff ids came from, for provenance
+    notes: list[str] = field(default_factory=list)  # what the report could not judge
+    accepted: list[Accepted] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # who produced the report, when, with which version
 
     @property
     def summary(self) -> dict[str, int]:
@@ -87,10 +124,19 @@ class OrphanReport:
         """The JSON form: snapshot and provenance, summary first, then findings and the trend."""
         return {
             "snapshot": snapshot_fields(self.snapshot, self.flavour, self.bases, hr_feed=self.hr_feed),
+            "provenance": self.provenance,
             "summary": self.summary,
+            "accepted_count": len(self.accepted),
+            "notes": self.notes,
             "findings": [dict(vars(f)) for f in self.findings],
+            "accepted": [a.document() for a in self.accepted],
             "trend": [
-                {"snapshot": p.snapshot.id, "taken_at": iso(p.snapshot.taken_at), "summary": p.summary}
+                {
+                    "snapshot": p.snapshot.id,
+                    "taken_at": iso(p.snapshot.taken_at),
+                    "summary": p.summary,
+                    "accepted": p.accepted,
+                }
                 for p in self.trend
             ],
         }
@@ -117,37 +163,79 @@ def find_orphans(snapshots: Iterable[Snapshot], hr_ids: set[str] | None = None) 
     return orphan_report(snapshots, hr_ids).findings
 
 
-def orphan_report(snapshots: Iterable[Snapshot], hr_ids: set[str] | None = None) -> OrphanReport:
-    """Scan each snapshot in turn (a generator keeps only one in memory) and report the last."""
+def orphan_report(
+    snapshots: Iterable[Snapshot],
+    hr_ids: set[str] | None = None,
+    outliers: OutlierSettings | None = None,
+    exceptions: Iterable[FindingException] = (),
+    now: datetime | None = None,
+) -> OrphanReport:
+    """Scan each snapshot in turn (a generator keeps only one in memory) and report the last.
+
+    Findings an exception accepts are listed apart: in each snapshot of the trend, those accepted
+    at the time it was taken; in the report, those accepted ``now`` (an expired one is back).
+    """
+    now = now or datetime.now(timezone.utc)
+    exceptions = list(exceptions)
     hr = {i.strip().lower() for i in hr_ids} if hr_ids is not None else None
     categories = checked_categories(hr)
     history = _PeerHistory()
     first_seen: dict[Key, int] = {}
+    taken: dict[int, datetime] = {}
     trend: list[TrendPoint] = []
     last: Snapshot | None = None
     found: list[Hit] = []
+    scan: _Scan | None = None
     for position, snap in enumerate(snapshots, start=1):
         number = snap.id if snap.id is not None else position
-        found = _Scan(snap, history.movers(snap), hr).hits()
+        scan = _Scan(snap, history.movers(snap), hr, outliers or OutlierSettings())
+        found = scan.hits()
         # Only an unbroken run counts: a finding that went away and came back starts again.
         first_seen = {hit[0]: first_seen.get(hit[0], number) for hit in found}
         info = replace(snap.info(), id=number)
-        trend.append(TrendPoint(info, _count((hit[1] for hit in found), categories)))
+        taken[number] = snap.taken_at
+        open_hits, accepted = _accept(found, exceptions, snap.taken_at)
+        trend.append(TrendPoint(info, _count((hit[1] for hit in open_hits), categories), len(accepted)))
         last = snap
-    if last is None:
+    if last is None or scan is None:
         raise ValueError("orphan_report needs at least one snapshot")
-    findings = [_finding(hit, first_seen[hit[0]]) for hit in sorted(found, key=_order)]
-    return OrphanReport(trend[-1].snapshot, last.flavour, dict(last.bases), findings, trend, categories)
+    open_hits, accepted = _accept(sorted(found, key=_order), exceptions, now)
+    findings = [_finding(hit, first_seen[hit[0]], taken) for hit in open_hits]
+    notes = [scan.outlier_note] if scan.outlier_note else []
+    report = OrphanReport(trend[-1].snapshot, last.flavour, dict(last.bases), findings, trend, categories, notes=notes)
+    report.accepted = [Accepted(_finding(hit, first_seen[hit[0]], taken), e) for hit, e in accepted]
+    return report
+
+
+def _accept(hits: list[Hit], exceptions: list[FindingException], at: datetime):
+    """Hits split into open ones and (hit, exception) pairs an exception active at ``at`` accepts."""
+    active = {(e.user_key, e.group_key): e for e in exceptions if e.active(at)}
+    if not active:
+        return hits, []
+    open_hits, accepted = [], []
+    for hit in hits:
+        user, group = hit[2], hit[3]
+        exception = active.get((identity(user), identity(group))) if user is not None else None
+        if exception is None:
+            open_hits.append(hit)
+        else:
+            accepted.append((hit, exception))
+    return open_hits, accepted
 
 
 def _order(hit: Hit) -> tuple:
-    _key, category, user, group, value, _reason = hit
-    return (ORDER[category], user.name.lower() if user else "", group.name.lower(), value.lower())
+    _key, category, user, group, value, _reason, signal = hit
+    rank = SIGNAL_RANK.get(signal, 0)
+    return (ORDER[category], rank, user.name.lower() if user else "", group.name.lower(), value.lower())
 
 
-def _finding(hit: Hit, first_snapshot: int) -> Finding:
-    _key, category, user, group, value, reason = hit
+def _finding(hit: Hit, first_snapshot: int, taken: Mapping[int, datetime]) -> Finding:
+    key, category, user, group, value, reason, signal = hit
     return Finding(
+        key="|".join(key),
+        user_key=identity(user) if user else "",
+        group_key=identity(group),
+        first_seen=iso(taken[first_snapshot]),
         category=category,
         user_id=user.name if user else "",
         user_dn=user.dn if user else "",
@@ -157,6 +245,7 @@ def _finding(hit: Hit, first_snapshot: int) -> Finding:
         action=ACTIONS[category],
         group_dn=group.dn,
         reason=reason,
+        signal=signal,
     )
 
 
@@ -210,9 +299,13 @@ def _fold(items: tuple) -> tuple:
 class _Scan:
     """The findings of one snapshot."""
 
-    def __init__(self, snap: Snapshot, movers: Mapping[str, Mapping[str, str]], hr: set[str] | None):
+    def __init__(
+        self, snap: Snapshot, movers: Mapping[str, Mapping[str, str]], hr: set[str] | None, outliers: OutlierSettings
+    ):
         self.snap = snap
         self.hr = hr
+        self.outlier_settings = outliers
+        self.outlier_note = ""
         self.by_idx = {e.idx: e for e in snap.entries}
         self.users = [e for e in snap.entries if e.kind == USER]
         self.moved_from = movers
@@ -249,12 +342,26 @@ class _Scan:
         for user in self.users:
             if user.idx in self.reach.parents:
                 out += self._user_findings(user)
-        out += self._mover_leftovers()
+        movers = self._mover_leftovers()
+        out += movers
+        out += self._peer_outliers({(h[2].idx, h[3].idx) for h in movers if h[2] is not None})
         return out
 
-    def hit(self, category: str, group: Entry, user: Entry | None = None, value: str = "", reason: str = "") -> Hit:
+    def hit(
+        self, category: str, group: Entry, user: Entry | None = None, value: str = "", reason: str = "", signal=""
+    ) -> Hit:
         key = (category, identity(user) if user else "", dnutil.normalize(value), identity(group))
-        return key, category, user, group, value, reason
+        return key, category, user, group, value, reason, signal
+
+    def _peer_outliers(self, known: set[tuple[int, int]]) -> list[Hit]:
+        """Rights few current peers hold; a mover's leftovers are already reported as such."""
+        scan = find_outliers(self.snap, self.outlier_settings, self.by_idx)
+        self.outlier_note = scan.note
+        return [
+            self.hit("peer-outlier", o.group, o.user, reason=o.reason, signal=o.signal)
+            for o in scan.outliers
+            if (o.user.idx, o.group.idx) not in known
+        ]
 
     # -- groups
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .. import dn as dnutil
 from ..model import GRANT, ROLE, USER, MigrationBatch, Snapshot, SnapshotInfo
 from .provenance import iso, snapshot_fields
 from .reach import Reach, roles_by_user
+
+if TYPE_CHECKING:
+    from .register import FindingsMetrics
 
 MIGRATED = ("applied", "verified")
 UNDONE = ("restored", "rolled_back")
@@ -55,10 +59,14 @@ class ProgressReport:
     bases: Mapping[str, str]
     points: list[ProgressPoint]
     roles: list[RoleProgress]
+    findings: FindingsMetrics | None = None  # the findings register, when the store has one
+    provenance: dict = field(default_factory=dict)
 
     def document(self) -> dict:
         return {
             "snapshot": snapshot_fields(self.snapshot, self.flavour, self.bases),
+            "provenance": self.provenance,
+            "findings": self.findings.document() if self.findings else None,
             "over_time": [
                 {
                     "snapshot": p.snapshot.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from .schema import snapshot_entries, snapshots
 
 if TYPE_CHECKING:
     from ..model import MigrationBatch
+    from .findings import FindingsStore
     from .roles import RoleStore
 
 __all__ = ["Store", "open_store"]
@@ -211,6 +213,13 @@ class Store:
             return [_entry(row) for row in conn.execute(query).all()]
 
     # -- roles --------------------------------------------------------------------------
+
+    @property
+    def findings(self) -> FindingsStore:
+        """Accepted exceptions and the findings register."""
+        from .findings import FindingsStore
+
+        return FindingsStore(self)
 
     @property
     def roles(self) -> RoleStore:
@@ -403,6 +412,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _create_owner_only(path: Path) -> None:
+    """Create a new SQLite file readable by its owner only; SQLite gives its WAL files the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
+
+
 def open_store(url: str, upgrade: bool = True) -> Store:
     """Open (and by default migrate) the store at a SQLAlchemy URL."""
     try:
@@ -412,7 +429,8 @@ def open_store(url: str, upgrade: bool = True) -> Store:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_owner_only(Path(parsed.database).expanduser())
         except OSError as exc:
             raise StoreError(f"cannot open store {url}: {exc.strerror}: {folder}") from None
     try:

@@ -225,3 +225,44 @@ role_history = Table(
     Column("details", Text, nullable=False),
 )
 Index("ix_role_history_role", role_history.c.role_id)
+
+# Accepted exceptions: a user may keep a group until a date; users and groups by identity.
+finding_exceptions = Table(
+    "finding_exceptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_key", Text, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("user_dn", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("group_name", Text, nullable=False),
+    Column("group_dn", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ticket", Text),
+    Column("expires", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", Text, nullable=False),
+)
+Index("ix_finding_exceptions_pair", finding_exceptions.c.user_key, finding_exceptions.c.group_key)
+
+# The findings register: every finding ever reported, with its dates, status and what fixed it.
+findings_register = Table(
+    "findings_register",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("category", String(32), nullable=False),
+    Column("user_key", Text, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("group_name", Text, nullable=False),
+    Column("member_value", Text, nullable=False),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("last_snapshot", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_at", UTCDateTime(), nullable=False),
+    Column("fixed_at", UTCDateTime()),
+    Column("fixed_batch", Integer),
+)
+Index("ix_findings_register_status", findings_register.c.status)

@@ -1,0 +1,174 @@
+"""Peer outliers: rights few of a user's current peers hold, found on any single snapshot.
+
+Peers are the enabled users with the same peer attributes (a job). A direct grant that at most
+``max_share`` of the job holds is an outlier. When several of a user's outliers are typical of
+one other job (held by at least ``typical_share`` of it), they are most likely what the user kept
+from an earlier job: they come first, with the evidence of both jobs. The rest are personal
+one-off rights, listed below them for review. A job with fewer than ``min_peers`` members is too
+small to judge, and the report says how many users that leaves out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..model import GRANT, USER, Entry, Snapshot
+from .reach import Reach
+
+OTHER_JOB, ONE_OFF = "other-job", "one-off"
+SIGNAL_RANK = {OTHER_JOB: 0, ONE_OFF: 1}
+
+
+@dataclass(frozen=True)
+class OutlierSettings:
+    """Thresholds of the peer-outlier category; the defaults suit teams of five and more."""
+
+    max_share: float = 0.2  # a right at most this share of the job holds is an outlier
+    min_peers: int = 5  # a job with fewer members is not judged
+    typical_share: float = 0.6  # a right at least this share of a job holds is typical of that job
+    min_bundle: int = 2  # this many outliers typical of one other job mark an earlier job
+
+    def check(self) -> OutlierSettings:
+        for name in ("max_share", "typical_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name.replace('_', '-')} must be above 0 and at most 1")
+        if self.min_peers < 2 or self.min_bundle < 1:
+            raise ValueError("min-peers must be at least 2 and min-bundle at least 1")
+        return self
+
+
+@dataclass(frozen=True)
+class Outlier:
+    user: Entry
+    group: Entry
+    signal: str  # other-job | one-off
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutlierScan:
+    outliers: list[Outlier]
+    unjudged_users: int  # enabled users whose job has too few members (or who have no peer attributes)
+    unjudged_jobs: int
+
+    @property
+    def note(self) -> str:
+        if not self.unjudged_users:
+            return ""
+        return (
+            f"peer-outlier: {self.unjudged_users} users in {self.unjudged_jobs} jobs not judged "
+            "(too few peers, or no peer attributes)"
+        )
+
+
+def job_key(attrs: Mapping[str, str]) -> tuple:
+    """Peer attributes compared as the directory does: names and values ignore case."""
+    return tuple(sorted((name.lower(), value.strip().lower()) for name, value in attrs.items()))
+
+
+def job_label(attrs: Mapping[str, str]) -> str:
+    return " / ".join(value for value in attrs.values() if value) or "(no peer attributes)"
+
+
+class _Jobs:
+    """Enabled users by job, and how many of each job reach each grant group."""
+
+    def __init__(self, snap: Snapshot, by_idx: dict[int, Entry], reach: Reach, users: list[Entry]):
+        self.members: dict[tuple, list[Entry]] = defaultdict(list)
+        for user in users:
+            self.members[job_key(user.attrs)].append(user)
+        self.held: dict[tuple, Counter] = {}
+        self.reach: dict[int, set[int]] = {}
+        for key, people in self.members.items():
+            counts: Counter = Counter()
+            for user in people:
+                grants = {g for g in reach.reach_of(user.idx) if by_idx[g].kind == GRANT}
+                self.reach[user.idx] = grants
+                counts.update(grants)
+            self.held[key] = counts
+
+    def size(self, key: tuple) -> int:
+        return len(self.members[key])
+
+    def share(self, key: tuple, group: int) -> float:
+        return self.held[key][group] / self.size(key)
+
+    def evidence(self, key: tuple, group: int) -> str:
+        label = job_label(self.members[key][0].attrs)
+        return f"held by {self.held[key][group]} of {self.size(key)} {label}"
+
+
+def find_outliers(
+    snap: Snapshot, settings: OutlierSettings | None = None, by_idx: dict[int, Entry] | None = None
+) -> OutlierScan:
+    """Peer outliers of every enabled user in one snapshot; earlier-job bundles first."""
+    settings = settings or OutlierSettings()
+    by_idx = by_idx if by_idx is not None else {e.idx: e for e in snap.entries}
+    users = [e for e in snap.entries if e.kind == USER and e.enabled]
+    reach = Reach(snap, [u.idx for u in users], by_idx)
+    jobs = _Jobs(snap, by_idx, reach, [u for u in users if u.attrs])
+    judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
+    typical = _typical(jobs, judged, settings.typical_share)
+    found: list[Outlier] = []
+    for key in sorted(judged):
+        for user in jobs.members[key]:
+            found += _user_outliers(user, key, reach, by_idx, jobs, typical, settings)
+    found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
+    unjudged = [key for key in jobs.members if key not in judged]
+    no_attrs = sum(1 for u in users if not u.attrs)
+    return OutlierScan(found, sum(jobs.size(k) for k in unjudged) + no_attrs, len(unjudged) + bool(no_attrs))
+
+
+def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, list[tuple[tuple, float]]]:
+    """Grant group → the judged jobs it is typical of, with the share of each that holds it."""
+    out: dict[int, list[tuple[tuple, float]]] = defaultdict(list)
+    for key in judged:
+        size = jobs.size(key)
+        for group, count in jobs.held[key].items():
+            if count / size >= share:
+                out[group].append((key, count / size))
+    return out
+
+
+def _user_outliers(user, key, reach, by_idx, jobs: _Jobs, typical, settings: OutlierSettings) -> list[Outlier]:
+    rare = [g.idx for g in reach.direct(user.idx) if g.kind == GRANT and jobs.share(key, g.idx) <= settings.max_share]
+    if not rare:
+        return []
+    other, bundle = _other_job(rare, key, typical)
+    # One right typical of a neighbouring job (same department, say) is a move inside it; from an
+    # unrelated job it takes a bundle, since a single right can be typical of some job by chance.
+    if len(bundle) < (1 if other and _related(other, key) else settings.min_bundle):
+        other, bundle = None, set()
+    out = []
+    for group in rare:
+        here = jobs.evidence(key, group)
+        if other is not None and group in bundle:
+            count = f"{len(bundle)} rights" if len(bundle) > 1 else "1 right"
+            reason = f"{here}; {jobs.evidence(other, group)} ({count} typical of that job)"
+            out.append(Outlier(user, by_idx[group], OTHER_JOB, reason))
+        else:
+            out.append(Outlier(user, by_idx[group], ONE_OFF, f"{here}; personal: typical of no other job"))
+    return out
+
+
+def _related(job: tuple, own: tuple) -> bool:
+    """Jobs that share a peer attribute value (the same department, or the same title elsewhere)."""
+    return bool(set(job) & set(own))
+
+
+def _other_job(rare: list[int], own: tuple, typical) -> tuple[tuple | None, set[int]]:
+    """The other job most of these rights are typical of; ties go to a related job, then higher shares."""
+    tally: dict[tuple, list] = defaultdict(lambda: [0, 0.0, set()])
+    for group in rare:
+        for job, share in typical.get(group, ()):
+            if job != own:
+                entry = tally[job]
+                entry[0] += 1
+                entry[1] += share
+                entry[2].add(group)
+    if not tally:
+        return None, set()
+    best = max(tally, key=lambda job: (tally[job][0], _related(job, own), tally[job][1], job))
+    return best, tally[best][2]

@@ -1,0 +1,146 @@
+"""Accepted exceptions and the findings register in the store.
+
+The register keeps every finding ever reported, keyed by the identities it rests on: when it was
+first seen, its status (open, accepted, remediated, reappeared), and when and by which batch it
+was fixed. ``sync`` brings it up to date with a report; ``mark_remediated`` is for the batch that
+removes findings, and ``open_findings`` answers which are open and not accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+
+from ..audit import AuditRecord
+from ..errors import NotFoundError
+from ..model import ACCEPTED, OPEN, REAPPEARED, REMEDIATED, FindingException, RegisteredFinding
+from . import audit as audit_store
+from .schema import finding_exceptions, findings_register
+
+if TYPE_CHECKING:
+    from . import Store
+
+LIVE = (OPEN, ACCEPTED, REAPPEARED)  # statuses of a finding still present in the directory
+
+
+class FindingsStore:
+    """Exceptions and the findings register over one store (``Store.findings``)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- exceptions -----------------------------------------------------------------------
+
+    def exceptions(self) -> list[FindingException]:
+        query = select(finding_exceptions).order_by(finding_exceptions.c.id)
+        with self.store.connect() as conn:
+            return [FindingException(**row._mapping) for row in conn.execute(query)]
+
+    def add_exception(self, exception: FindingException, record: AuditRecord) -> FindingException:
+        """Store an exception and its audit record in one transaction; returns it with its id."""
+        values = {k: v for k, v in vars(exception).items() if k != "id"}
+        with self.store.begin() as conn:
+            new_id = conn.execute(finding_exceptions.insert().values(**values)).inserted_primary_key[0]
+            audit_store.append(conn, [_with(record, exception=new_id)])
+        return FindingException(**{**values, "id": new_id})
+
+    def remove_exception(self, exception_id: int, record: AuditRecord) -> FindingException:
+        """Delete an exception and record it, in one transaction."""
+        with self.store.begin() as conn:
+            row = conn.execute(select(finding_exceptions).where(finding_exceptions.c.id == exception_id)).first()
+            if row is None:
+                raise NotFoundError(f"no exception {exception_id}: 'rbac-migrate exception list' shows them")
+            found = FindingException(**row._mapping)
+            conn.execute(delete(finding_exceptions).where(finding_exceptions.c.id == exception_id))
+            audit_store.append(conn, [_with(record, exception=exception_id, removed=_summary(found))])
+        return found
+
+    # -- the register ---------------------------------------------------------------------
+
+    def register(self) -> list[RegisteredFinding]:
+        query = select(findings_register).order_by(findings_register.c.first_seen, findings_register.c.key)
+        with self.store.connect() as conn:
+            return [_registered(row) for row in conn.execute(query)]
+
+    def open_findings(self) -> list[RegisteredFinding]:
+        """Findings present at the last report, neither accepted nor fixed: what remediation may remove."""
+        return [f for f in self.register() if f.status in (OPEN, REAPPEARED)]
+
+    def mark_remediated(self, keys: Iterable[str], batch_id: int, at: datetime) -> int:
+        """Record that batch ``batch_id`` fixed these findings at ``at``; returns how many it marked."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self.store.begin() as conn:
+            done = conn.execute(
+                update(findings_register)
+                .where(findings_register.c.key.in_(keys))
+                .values(status=REMEDIATED, status_at=at, fixed_at=at, fixed_batch=batch_id)
+            )
+        return done.rowcount
+
+    def sync(self, snapshot_id: int, seen_at: datetime, current: list[RegisteredFinding]) -> bool:
+        """Bring the register up to a report of snapshot ``snapshot_id`` taken at ``seen_at``.
+
+        New findings are added; known ones keep their first-seen time; a fixed one that is back
+        becomes 'reappeared'; a live one the report no longer has is 'remediated' (by nobody
+        known, unless a batch marked it first). A report of an older snapshot changes nothing.
+        """
+        with self.store.begin() as conn:
+            latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
+            if latest is not None and snapshot_id < latest:
+                return False
+            known = {row.key: row for row in conn.execute(select(findings_register))}
+            for finding in current:
+                _upsert(conn, known.get(finding.key), finding, snapshot_id, seen_at)
+            present = {f.key for f in current}
+            gone = [k for k, row in known.items() if row.status in LIVE and k not in present]
+            if gone:
+                conn.execute(
+                    update(findings_register)
+                    .where(findings_register.c.key.in_(gone))
+                    .values(status=REMEDIATED, status_at=seen_at, fixed_at=seen_at)
+                )
+        return True
+
+
+def _upsert(conn, row, finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) -> None:
+    live = ACCEPTED if finding.status == ACCEPTED else OPEN
+    if row is None:
+        values = {**vars(finding), "status": live, "status_at": seen_at, "last_snapshot": snapshot_id}
+        conn.execute(findings_register.insert().values(**values))
+        return
+    if row.status == REMEDIATED:
+        status = ACCEPTED if live == ACCEPTED else REAPPEARED
+    elif row.status == REAPPEARED and live == OPEN:
+        status = REAPPEARED
+    else:
+        status = live
+    values = {"last_seen": seen_at, "last_snapshot": snapshot_id, "status": status}
+    if status != row.status:
+        values["status_at"] = seen_at
+    conn.execute(update(findings_register).where(findings_register.c.key == row.key).values(**values))
+
+
+def _registered(row) -> RegisteredFinding:
+    values = dict(row._mapping)
+    values.pop("last_snapshot")
+    return RegisteredFinding(**values)
+
+
+def _summary(found: FindingException) -> dict:
+    return {
+        "user": found.user_dn,
+        "user_key": found.user_key,
+        "group": found.group_dn,
+        "owner": found.owner,
+        "reason": found.reason,
+        "expires": found.expires.isoformat(),
+    }
+
+
+def _with(record: AuditRecord, **details) -> AuditRecord:
+    return AuditRecord(**{**vars(record), "details": {**record.details, **details}})
