@@ -8,7 +8,7 @@ The plan records which findings it fixes; apply rebuilds it from them against th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -35,12 +35,11 @@ class Target:
     group_dn: str
     value: str
     user: str  # the account's id, or the value itself for dangling members
+    key: str = ""  # the finding's key in the findings register
 
 
-def choose(
-    findings: Iterable, category: str, users: Iterable[str] = (), excepted: Callable[[object], bool] | None = None
-) -> list[Target]:
-    """The targets behind findings of one category, optionally for some users, minus accepted ones."""
+def choose(findings: Iterable, category: str, users: Iterable[str] = ()) -> list[Target]:
+    """The targets behind open findings of one category (accepted ones are not among them), maybe for some users."""
     if category not in REMOVABLE:
         raise UsageError(
             f"findings of category {category} are reviewed, not removed: use one of {', '.join(REMOVABLE)}"
@@ -54,16 +53,14 @@ def choose(
         names = {finding.user_id.lower(), dnutil.normalize(value)}
         if wanted and not (names & wanted or {dnutil.normalize(w) for w in wanted if "=" in w} & names):
             continue
-        if excepted is not None and excepted(finding):
-            continue
-        found.append(Target(category, finding.group_dn, value, finding.user_id or value))
+        found.append(Target(category, finding.group_dn, value, finding.user_id or value, getattr(finding, "key", "")))
     return found
 
 
 def intent(category: str, targets: list[Target]) -> dict:
     return {
         "category": category,
-        "targets": [{"group": t.group_dn, "value": t.value, "user": t.user} for t in targets],
+        "targets": [{"group": t.group_dn, "value": t.value, "user": t.user, "key": t.key} for t in targets],
     }
 
 
@@ -77,7 +74,7 @@ def build(view: LiveView, settings, wanted: dict, batch_size: int | None, direct
     for item in raw:
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("group", "value", "user")):
             raise RemediationError("the remediation plan's intent has a target that is not a group and a value")
-        target = Target(category, item["group"], item["value"], item["user"])
+        target = Target(category, item["group"], item["value"], item["user"], str(item.get("key") or ""))
         by_value.setdefault(dnutil.normalize(target.value), []).append(target)
     units, chosen = [], []
     for targets in by_value.values():
@@ -150,7 +147,7 @@ def plan(
     if size > settings.max_batch_size:
         raise UsageError(f"--batch-size {size} is more than max_batch_size {settings.max_batch_size}")
     report = reports.orphans(store)
-    targets = choose(report.findings, category, users, _excepted(store))
+    targets = choose(report.findings, category, users)
     if not targets:
         who = f" for {', '.join(users)}" if users else ""
         raise RemediationError(f"no open {category} finding{who} in snapshot {report.snapshot.id}")
@@ -162,7 +159,10 @@ def plan(
         return changes
 
 
-def _excepted(store) -> Callable[[object], bool] | None:
-    """Accepted exceptions, when the store keeps them: their findings are not remediated."""
-    accepted = getattr(store, "accepted_exception", None)
-    return accepted
+def mark_fixed(store, changes: cs.ChangeSet, batch_id: int) -> int:
+    """The findings register learns which batch fixed which findings."""
+    keys = [t.get("key") for t in changes.intent.get("targets", []) if isinstance(t, dict) and t.get("key")]
+    findings = getattr(store, "findings", None)
+    if findings is None or not keys:
+        return 0
+    return findings.mark_remediated(keys, batch_id, datetime.now(timezone.utc))

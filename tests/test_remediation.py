@@ -6,6 +6,7 @@ import json
 
 from tests.support.cli import assert_one_line_error
 from tests.test_engine import batches, groups_state
+from tests.test_roles import store_of
 
 
 def leaver_values(org, state) -> set[tuple[str, str]]:
@@ -79,3 +80,30 @@ def test_only_removable_categories_are_planned(org):
     assert org.run("snapshot", "take").code == 0
     result = org.run("remediate", "plan", "--category", "unexplained-grant")
     assert result.code == 2 and "Traceback" not in result.err
+
+
+def test_accepted_exceptions_are_skipped_and_fixed_findings_name_their_batch(org, tmp_path):
+    assert org.run("snapshot", "take").code == 0
+    report = json.loads(org.run("report", "orphans", "--format", "json").out)
+    leaver_rows = [f for f in report["findings"] if f["category"] == "leaver-grant"]
+    user = leaver_rows[0]["user_id"]
+    kept, *others = [f for f in leaver_rows if f["user_id"] == user]
+    assert others, "the leaver should hold several grants"
+    accepted = org.run(
+        "exception", "add", user, kept["group"], "--owner", "legal", "--reason", "hold", "--expires", "2099-12-31"
+    )
+    assert accepted.code == 0, accepted.err
+    plan = tmp_path / "one.json"
+    made = org.run("remediate", "plan", "--category", "leaver-grant", "--user", user, "-o", str(plan))
+    assert made.code == 0, made.err
+    planned = {e["group"]["dn"].lower() for u in json.loads(plan.read_text())["units"] for e in u["edits"]}
+    assert kept["group_dn"].lower() not in planned
+    assert {f["group_dn"].lower() for f in others} <= planned
+    assert org.run("apply", str(plan), "--yes").code == 0
+    held = groups_state(org)
+    user_dn = kept["user_dn"].lower()
+    assert user_dn in held[kept["group_dn"].lower()]
+    assert not any(user_dn in held[f["group_dn"].lower()] for f in others)
+    register = {f.key: f for f in store_of(org).findings.register()}
+    fixed = [f for f in register.values() if f.status == "remediated" and f.fixed_batch == 1]
+    assert {f.key for f in fixed} == {f["key"] for f in others}

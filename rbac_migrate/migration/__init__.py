@@ -194,7 +194,12 @@ def apply_file(
             )
         if confirm is not None:
             confirm(rebuilt)
-        return execute(store, directory, settings, rebuilt, ticket, progress, digest, _replan(changes))
+        batch = execute(store, directory, settings, rebuilt, ticket, progress, digest, _replan(changes))
+    if batch.kind == "remediate":
+        from ..remediation import mark_fixed
+
+        mark_fixed(store, rebuilt, batch.id)
+    return batch
 
 
 def execute_change_set(
