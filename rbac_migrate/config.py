@@ -208,6 +208,15 @@ def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path | None
     return None
 
 
+def config_target(output: str | None, explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """Where ``init`` writes: -o, else --config, else RBAC_MIGRATE_CONFIG, else ./rbac-migrate.yml.
+
+    The same order ``find_config`` reads in, so the next command finds the file init wrote.
+    """
+    named = output or explicit or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAMES[0]
+    return Path(named).expanduser()
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse and validate a YAML config file; unknown keys are errors with a suggestion."""
     try:
