@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .dn import split_list
 from .errors import ConfigError, SecretError
 
 ENV_PREFIX = "RBAC_MIGRATE_"
@@ -93,7 +94,12 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "off"),
         section="migration",
     ),
-    Setting("protected_accounts", [], "Ids or DNs never touched by any write (comma separated)", "list"),
+    Setting(
+        "protected_accounts",
+        [],
+        "Ids or DNs never touched by any write (a YAML list, or separated by ';' or by commas outside DNs)",
+        "list",
+    ),
     Setting(
         "store",
         None,
@@ -135,8 +141,10 @@ def convert(setting: Setting, value: Any, origin: str) -> Any:
     try:
         if setting.kind == "list":
             if isinstance(value, str):
-                return [part.strip() for part in value.split(",") if part.strip()]
-            return [str(v) for v in value]
+                return split_list(value)  # never cut inside a DN
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"'{value}' is not a list")
+            return [str(v).strip() for v in value if str(v).strip()]
         if setting.kind == "bool":
             return _to_bool(value)
         if setting.kind in ("int", "float"):
