@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .dn import split_list
 from .errors import ConfigError, SecretError
 
 ENV_PREFIX = "RBAC_MIGRATE_"
@@ -93,13 +94,25 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "off"),
         section="migration",
     ),
-    Setting("protected_accounts", [], "Ids or DNs never touched by any write (comma separated)", "list"),
+    Setting(
+        "protected_accounts",
+        [],
+        "Ids or DNs never touched by any write (a YAML list, or separated by ';' or by commas outside DNs)",
+        "list",
+    ),
     Setting(
         "store",
         None,
         "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
         section="store",
         shown_default="sqlite:///~/.local/state/rbac-migrate/state.db",
+    ),
+    Setting(
+        "audit_key_file",
+        None,
+        "File holding a secret key that signs audit records (HMAC-SHA256), readable only by its owner; "
+        "keep it away from the store",
+        section="store",
     ),
     Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
     Setting("max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"),
@@ -135,8 +148,10 @@ def convert(setting: Setting, value: Any, origin: str) -> Any:
     try:
         if setting.kind == "list":
             if isinstance(value, str):
-                return [part.strip() for part in value.split(",") if part.strip()]
-            return [str(v) for v in value]
+                return split_list(value)  # never cut inside a DN
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"'{value}' is not a list")
+            return [str(v).strip() for v in value if str(v).strip()]
         if setting.kind == "bool":
             return _to_bool(value)
         if setting.kind in ("int", "float"):
@@ -206,6 +221,15 @@ def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path | None
         if path.is_file():
             return path
     return None
+
+
+def config_target(output: str | None, explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """Where ``init`` writes: -o, else --config, else RBAC_MIGRATE_CONFIG, else ./rbac-migrate.yml.
+
+    The same order ``find_config`` reads in, so the next command finds the file init wrote.
+    """
+    named = output or explicit or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAMES[0]
+    return Path(named).expanduser()
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -293,25 +317,48 @@ def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return result
 
 
-def read_password_file(path: str) -> str:
-    """Read a bind password from a file that only its owner can read."""
+def _read_private_file(path: str, what: str) -> tuple[Path, bytes]:
+    """The bytes of a secret file that only its owner can read, else a SecretError naming it."""
     file = Path(path).expanduser()
     try:
         info = file.stat()
     except OSError as exc:
-        raise SecretError(f"cannot read password file {file}: {exc.strerror}") from None
+        raise SecretError(f"cannot read {what} {file}: {exc.strerror}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretError(f"password file {file} is readable by others: run 'chmod 600 {file}'")
+        raise SecretError(f"{what} {file} is readable by others: run 'chmod 600 {file}'")
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-        raise SecretError(f"password file {file} is not owned by the user running rbac-migrate")
+        raise SecretError(f"{what} {file} is not owned by the user running rbac-migrate")
     try:
-        text = file.read_text(encoding="utf-8")
+        return file, file.read_bytes()
     except OSError as exc:
-        raise SecretError(f"cannot read password file {file}: {exc.strerror}") from None
-    password = text.rstrip("\r\n")
+        raise SecretError(f"cannot read {what} {file}: {exc.strerror}") from None
+
+
+def read_password_file(path: str) -> str:
+    """Read a bind password from a file that only its owner can read."""
+    file, data = _read_private_file(path, "password file")
+    try:
+        password = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SecretError(f"password file {file} is not UTF-8 text") from None
     if not password:
         raise SecretError(f"password file {file} is empty")
     return password
+
+
+AUDIT_KEY_MIN_BYTES = 16
+
+
+def read_audit_key(path: str) -> bytes:
+    """The audit key from a file that only its owner can read: at least 16 bytes, newline excluded."""
+    file, data = _read_private_file(path, "audit key file")
+    key = data.rstrip(b"\r\n")
+    if len(key) < AUDIT_KEY_MIN_BYTES:
+        raise SecretError(
+            f"audit key file {file} holds {len(key)} bytes, fewer than {AUDIT_KEY_MIN_BYTES}: "
+            f"write a random key, e.g. 'head -c 32 /dev/urandom | base64 > {file}'"
+        )
+    return key
 
 
 def bind_password(

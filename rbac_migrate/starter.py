@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from .config import FLAVOUR_DEFAULTS, SETTINGS, Setting
+from .dn import split_list
 
 SECTIONS = {
     "directory": "Directory profile",
@@ -40,7 +41,7 @@ def starter_config(given: Mapping[str, Any]) -> str:
             if setting.name in given:
                 value = given[setting.name]
                 if setting.kind == "list" and isinstance(value, str):
-                    value = [v.strip() for v in value.split(",") if v.strip()]
+                    value = split_list(value)
                 lines.append(f"{setting.name}: {_yaml_value(value)}")
             else:
                 default = _default_text(setting)

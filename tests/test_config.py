@@ -133,3 +133,81 @@ def test_config_show_reports_sources(tmp_path):
     rows = {r["setting"]: r for r in yaml.safe_load(result.out)}
     assert rows["max_batch_size"]["value"] == 3 and rows["max_batch_size"]["source"] == "flag"
     assert rows["grant_base"]["source"] == f"file {config}"
+
+
+def _grant_base_as_read(env: dict, *flags: str) -> tuple[str, str]:
+    result = run([*flags, "config", "show", "--format", "json"], env)
+    assert result.code == 0, result.err
+    row = {r["setting"]: r for r in yaml.safe_load(result.out)}["grant_base"]
+    return row["value"], row["source"]
+
+
+@pytest.mark.parametrize("named_by", ["--config", "RBAC_MIGRATE_CONFIG"])
+def test_init_writes_where_the_next_command_reads(tmp_path, monkeypatch, named_by):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "etc" / "rbac.yml"
+    target.parent.mkdir()
+    flags, env = (["--config", str(target)], {}) if named_by == "--config" else ([], {named_by: str(target)})
+    result = run([*flags, "init", "--grant-base", "ou=g,dc=example,dc=org"], {**env, "HOME": str(tmp_path)})
+    assert result.code == 0, result.err
+    assert result.err == f"wrote {target}; next: rbac-migrate check\n"
+    assert not (tmp_path / "rbac-migrate.yml").exists()
+    assert _grant_base_as_read({**env, "HOME": str(tmp_path)}, *flags) == ("ou=g,dc=example,dc=org", f"file {target}")
+
+
+def test_init_output_wins_and_default_is_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"RBAC_MIGRATE_CONFIG": str(tmp_path / "from-env.yml"), "HOME": str(tmp_path)}
+    out = tmp_path / "chosen.yml"
+    result = run(["--config", tmp_path / "from-flag.yml", "init", "-o", out, "--grant-base", "ou=o"], env)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in tmp_path.glob("*.yml")) == ["chosen.yml"]
+    assert result.err == f"wrote {out}; next: rbac-migrate --config {out} check\n"
+    assert run(["init", "--grant-base", "ou=d"], {"HOME": str(tmp_path)}).code == 0
+    assert _grant_base_as_read({"HOME": str(tmp_path)}) == ("ou=d", "file rbac-migrate.yml")
+
+
+def test_init_into_a_missing_folder_is_one_line(tmp_path):
+    result = run(["init", "-o", tmp_path / "no" / "such" / "c.yml"], {"HOME": str(tmp_path)})
+    assert_one_line_error(result, f"cannot write {tmp_path / 'no' / 'such' / 'c.yml'}")
+
+
+HDUNN = "uid=hdunn,ou=people,dc=example,dc=org"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (HDUNN, [HDUNN]),  # the documented form: one DN, not four fragments
+        (f"alice, {HDUNN}; bob", ["alice", HDUNN, "bob"]),
+        (f"{HDUNN};uid=bob,ou=people,dc=example,dc=org", [HDUNN, "uid=bob,ou=people,dc=example,dc=org"]),
+    ],
+)
+def test_protected_accounts_keep_dns_whole_from_every_source(tmp_path, raw, expected):
+    name = "protected_accounts"
+    assert load_settings(environ={"RBAC_MIGRATE_PROTECTED_ACCOUNTS": raw}).protected_accounts == expected
+    assert load_settings({name: raw}, environ={}).protected_accounts == expected
+    as_string = write_config(tmp_path / "s.yml", protected_accounts=raw)
+    assert load_settings(config=str(as_string), environ={}).protected_accounts == expected
+    as_list = write_config(tmp_path / "l.yml", protected_accounts=expected)
+    assert load_settings(config=str(as_list), environ={}).protected_accounts == expected
+
+
+def test_a_list_setting_given_a_mapping_is_an_error(tmp_path):
+    config = write_config(tmp_path / "c.yml", protected_accounts={"uid": "hdunn"})
+    with pytest.raises(ConfigError, match="protected_accounts must be a list"):
+        load_settings(config=str(config), environ={})
+
+
+def test_a_protected_dn_protects_its_account_in_any_spelling(org):
+    from tests.test_migration import ROLE, candidates
+
+    assert org.run("snapshot", "take").code == 0
+    user = candidates(org, 1)[0]
+    escaped = "uid=\\" + format(ord(user.dn[4]), "02x") + user.dn[5:]  # 'uid=\\68dunn,...'
+    assert escaped != user.dn and user.dn.startswith("uid=")
+    for spelling in (user.dn, escaped, f"nobody; {escaped.upper()}"):
+        env = {**org.env, "RBAC_MIGRATE_PROTECTED_ACCOUNTS": spelling}
+        result = run(["migrate", "plan", "--role", ROLE, "--users", user.uid], env)
+        assert_one_line_error(result, f"{user.uid} is a protected account")
+    assert org.run("migrate", "plan", "--role", ROLE, "--users", user.uid).code == 0

@@ -11,7 +11,7 @@ from rbac_migrate.store import open_store
 def test_snapshot_matches_generated_org(org):
     result = org.run("snapshot", "take")
     assert result.code == 0, result.err
-    snap = open_store(json.loads(org.run("config", "show", "--format", "json").out)[-3]["value"]).load_snapshot()
+    snap = open_store(org.store_url).load_snapshot()
     users = {e.name: e for e in snap.entries if e.kind == "user"}
     assert set(users) == {u.uid for u in org.sample.users}
     assert all(e.uuid and len(e.uuid) == 36 for e in users.values())

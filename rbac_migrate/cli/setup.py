@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import click
 
 from .. import checks
-from ..config import BY_NAME, SETTINGS, load_settings, read_password_file
+from ..config import BY_NAME, SETTINGS, config_target, load_settings, read_password_file
 from ..errors import ConfigError
 from ..starter import starter_config
 from . import pass_app
@@ -39,12 +39,18 @@ def _init_options(func):
 
 
 @click.command()
-@click.option("-o", "--output", "path", default="rbac-migrate.yml", show_default=True, help="File to write.")
+@click.option(
+    "-o",
+    "--output",
+    "path",
+    metavar="FILE",
+    help="File to write (default: --config, else $RBAC_MIGRATE_CONFIG, else ./rbac-migrate.yml).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @_init_options
 @pass_app
 def init(app, path, force, **values) -> None:
-    """Write a starter config file; every setting can be given as a flag.
+    """Write a starter config file where the next command will read it; every setting can be given as a flag.
 
     \b
     Example:
@@ -52,16 +58,20 @@ def init(app, path, force, **values) -> None:
         --bind-password-file ~/.rbac-pw --user-base ou=people,dc=example,dc=org \\
         --grant-base ou=grants,dc=example,dc=org --role-base ou=roles,dc=example,dc=org
     """
-    target = Path(path)
+    target = config_target(path, app.config, os.environ)
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists: use --force to overwrite it")
     given = {k: v for k, v in values.items() if v is not None}
     if given.get("bind_password_file"):
         read_password_file(given["bind_password_file"])
-    text = starter_config(given)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.write_text(starter_config(given), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
     load_settings(config=str(target), environ={})  # what we wrote must read back cleanly
-    note(f"wrote {target}; next: rbac-migrate --config {target} check")
+    # Without -o the file is where the next command looks for it; with -o it may not be.
+    named = f"--config {target} " if path else ""
+    note(f"wrote {target}; next: rbac-migrate {named}check")
 
 
 @click.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..audit import AuditRecord, operator, verify
+from ..audit import AuditRecord, Checkpoint, head_checkpoint, operator, verify
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
 from .auditlog import Person
 from .hrfeed import read_hr_feed
@@ -149,9 +149,15 @@ def audit_log(store: Store, since: datetime | None = None, user: str | None = No
 class AuditCheck:
     records: int
     problems: list[str]
+    head: Checkpoint
+    signed: int = 0  # records carrying an HMAC
+    batches: int = 0  # batches in the store, each needing an audit record
 
 
-def audit_verify(store: Store) -> AuditCheck:
-    """Walk the whole chain; problems name each edited, deleted, inserted or reordered record."""
-    records = store.audit_records()
-    return AuditCheck(len(records), verify(records, store.audit_head()))
+def audit_verify(store: Store, checkpoint: Checkpoint | None = None) -> AuditCheck:
+    """Walk the whole chain; problems name each edited, deleted, inserted or reordered record,
+    records cut from the end (against the checkpoint and the store's batches), and bad HMACs."""
+    records, head, batches = store.audit_state()
+    problems = verify(records, head, key=store.audit_key, checkpoint=checkpoint, batches=batches)
+    signed = sum(r.signed_by is not None for r in records)
+    return AuditCheck(len(records), problems, head_checkpoint(records), signed, len(batches))

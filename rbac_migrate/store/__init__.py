@@ -49,8 +49,9 @@ def _unpack(blob: bytes | None) -> tuple[int, ...]:
 class Store:
     """A connection to the state store; schema migrations run when it is opened."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, audit_key: bytes | None = None):
         self.engine = engine
+        self.audit_key = audit_key  # signs every audit record appended through this store
 
     @property
     def display_url(self) -> str:
@@ -58,9 +59,11 @@ class Store:
 
     def connect(self) -> Connection:
         try:
-            return self.engine.connect()
+            conn = self.engine.connect()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {self.display_url}: {_reason(exc)}") from None
+        conn.info[audit_store.KEY_INFO] = self.audit_key
+        return conn
 
     def begin(self):
         """A transaction context; store errors become one-line StoreErrors."""
@@ -120,6 +123,11 @@ class Store:
     def audit_head(self) -> tuple[int, str] | None:
         with self.connect() as conn:
             return audit_store.head(conn)
+
+    def audit_state(self) -> tuple[list[AuditRecord], tuple[int, str] | None, list[int]]:
+        """Records, the head note and the batch ids, read in one transaction for `audit verify`."""
+        with self.begin() as conn:
+            return audit_store.read(conn), audit_store.head(conn), audit_store.batch_ids(conn)
 
     # -- reports ------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""Appending to and reading the audit log; appends are serialised through audit_head."""
+"""Appending to and reading the audit log; appends are serialised through audit_head.
+
+Records are signed with the store's audit key (see ``Store.audit_key``) whichever code appends
+them: the key travels with every connection the store hands out.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,15 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from ..audit import GENESIS, AuditRecord, chain
-from .schema import audit_head, audit_log
+from .schema import audit_head, audit_log, batches
+
+KEY_INFO = "rbac_migrate.audit_key"  # where a store's connections carry its audit key
 
 
-def append(conn: Connection, records: list[AuditRecord]) -> list[AuditRecord]:
-    """Chain and insert records inside the caller's transaction."""
+def append(conn: Connection, records: list[AuditRecord], key: bytes | None = None) -> list[AuditRecord]:
+    """Chain and insert records inside the caller's transaction, signed with ``key`` or the store's key."""
+    if key is None:
+        key = conn.info.get(KEY_INFO)
     # Taking the write lock first means two operators never chain onto the same head.
     locked = conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=audit_head.c.last_id))
     if locked.rowcount == 0:
@@ -22,7 +30,7 @@ def append(conn: Connection, records: list[AuditRecord]) -> list[AuditRecord]:
     last_id, last_hash = head.last_id, head.last_hash
     placed = []
     for record in records:
-        record = chain(record, last_id, last_hash)
+        record = chain(record, last_id, last_hash, key)
         conn.execute(audit_log.insert().values(**_row(record)))
         last_id, last_hash = record.id, record.hash
         placed.append(record)
@@ -68,3 +76,8 @@ def read(conn: Connection, since: datetime | None = None) -> list[AuditRecord]:
 def head(conn: Connection) -> tuple[int, str] | None:
     row = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
     return (row.last_id, row.last_hash) if row else None
+
+
+def batch_ids(conn: Connection) -> list[int]:
+    """Every batch in the journal: each must keep at least one audit record."""
+    return list(conn.execute(select(batches.c.id).order_by(batches.c.id)).scalars())

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from rbac_migrate.mining import DEFAULT_EFFORT, mine_roles, read_pairs, verify_exact  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "bench" / "rolemining"
+DEFAULT_DATA = REPO / "tests" / "data" / "rolemining"
 # A README table row: | file.txt | name | users | permissions | pairs | minimum |
 _README_ROW = re.compile(r"^\|\s*(\S+\.txt)\s*\|(?:[^|]*\|){4}\s*([\d,]+)\s*\|")
 
