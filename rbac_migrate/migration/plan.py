@@ -177,10 +177,11 @@ def plan_rows(changes: cs.ChangeSet) -> list[dict]:
 
 def plan_ldif(changes: cs.ChangeSet, member_attribute: str) -> str:
     """The change set's member edits as LDIF change records that ldapmodify applies value by value."""
-    from ..ldif import change_record, comment
+    from ..ldif import change_record, document
 
-    records = [comment(f"rbac-migrate: {changes.title}")]
-    for edit in changes.edits:
-        if edit.op in cs.MEMBER_OPS and edit.member is not None:
-            records.append(change_record(edit.group.dn, [(edit.op, member_attribute, edit.member.dn)]))
-    return "\n".join(records)
+    records = [
+        change_record(edit.group.dn, [(edit.op, member_attribute, edit.member.dn)])
+        for edit in changes.edits
+        if edit.op in cs.MEMBER_OPS and edit.member is not None
+    ]
+    return document(records, [f"rbac-migrate: {changes.title}"])
