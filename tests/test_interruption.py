@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -127,12 +128,30 @@ def small_role(org, tmp_path, users: int) -> str:
     return str(path)
 
 
-def reference_run(org, plan: str) -> tuple[dict, list[str], list[str]]:
-    """Apply and roll back batch 1 untouched: the planned member values and the clean step states."""
+@dataclass
+class SmallBatch:
+    """A small plan, the directory before it, and what an uninterrupted apply and rollback leave."""
+
+    plan: str
+    reader: DirectoryReader
+    before: dict[str, list[str]]
+    access: dict[str, frozenset[str]]
+    planned: dict[str, list[str]]
+    applied: list[str]
+    undone: list[str]
+
+
+def small_batch(org, tmp_path, transactions: str, users: int) -> SmallBatch:
+    """Plan a small batch, then apply and roll back batch 1 untouched, as the reference run."""
+    org.env["RBAC_MIGRATE_TRANSACTIONS"] = transactions
+    plan = small_role(org, tmp_path, users)
+    reader = DirectoryReader.for_org(org)
+    before, access = reader.members(), reader.access()
     assert org.run("migrate", "apply", plan, "--yes").code == 0
-    planned, applied = DirectoryReader.for_org(org).members(), step_states(org, 1)
+    planned, applied = reader.members(), step_states(org, 1)
     assert org.run("rollback", "1", "--yes").code == 0
-    return planned, applied, step_states(org, 1)
+    assert reader.members() == before
+    return SmallBatch(plan, reader, before, access, planned, applied, step_states(org, 1))
 
 
 # 2 users with transactions (2 write units), 1 without (3 units): every point is killed in seconds.
@@ -141,12 +160,8 @@ MODES = [("auto", 2), ("off", 1)]
 
 @pytest.mark.parametrize(("transactions", "users"), MODES)
 def test_rollback_killed_at_every_write_point_then_finished(org, tmp_path, transactions, users):
-    org.env["RBAC_MIGRATE_TRANSACTIONS"] = transactions
-    plan = small_role(org, tmp_path, users)
-    reader = DirectoryReader.for_org(org)
-    before, access = reader.members(), reader.access()
-    _planned, _applied, undone = reference_run(org, plan)
-    assert reader.members() == before
+    ref = small_batch(org, tmp_path, transactions, users)
+    reader, plan, before = ref.reader, ref.plan, ref.before
     batch = 1
 
     def killed_rollback(kill_at: int) -> subprocess.CompletedProcess:
@@ -159,20 +174,17 @@ def test_rollback_killed_at_every_write_point_then_finished(org, tmp_path, trans
         finished = org.run("rollback", str(batch), "--yes", "--format", "json")
         assert finished.code == 0, (kill_at, finished.err)
         assert reader.members() == before, kill_at  # exactly as before the batch, every value
-        assert access_changes(access, reader.access()) == {}, kill_at
-        assert step_states(org, batch) == undone, kill_at  # nothing left unknown
+        assert access_changes(ref.access, reader.access()) == {}, kill_at
+        assert step_states(org, batch) == ref.undone, kill_at  # nothing left unknown
         assert batch_status(org, batch) == batch_status(org, 1), kill_at
     assert reader.members() == before  # the last rollback went through untouched
-    assert step_states(org, batch) == undone
+    assert step_states(org, batch) == ref.undone
 
 
 @pytest.mark.parametrize(("transactions", "users"), MODES)
 def test_resume_killed_at_every_write_point_then_finished(org, tmp_path, transactions, users):
-    org.env["RBAC_MIGRATE_TRANSACTIONS"] = transactions
-    plan = small_role(org, tmp_path, users)
-    reader = DirectoryReader.for_org(org)
-    before, access = reader.members(), reader.access()
-    planned, applied, _undone = reference_run(org, plan)
+    ref = small_batch(org, tmp_path, transactions, users)
+    reader, plan, before, planned = ref.reader, ref.plan, ref.before, ref.planned
     batch = 1
 
     def killed_resume(kill_at: int) -> subprocess.CompletedProcess:
@@ -191,11 +203,11 @@ def test_resume_killed_at_every_write_point_then_finished(org, tmp_path, transac
         finished = org.run("migrate", "resume", str(batch), "--yes")
         assert finished.code == 0, (kill_at, finished.err)
         assert reader.members() == planned, kill_at  # exactly as planned, every value
-        assert access_changes(access, reader.access()) == {}, kill_at
-        assert step_states(org, batch) == applied, kill_at  # nothing left unknown
+        assert access_changes(ref.access, reader.access()) == {}, kill_at
+        assert step_states(org, batch) == ref.applied, kill_at  # nothing left unknown
         assert batch_status(org, batch) == "applied", kill_at
     assert reader.members() == planned  # the last resume went through untouched
-    assert step_states(org, batch) == applied
+    assert step_states(org, batch) == ref.applied
 
 
 @pytest.mark.xfail(strict=True, reason="a killed rollback leaves its batch 'applied': nothing says it is unfinished")
