@@ -125,25 +125,35 @@ class DirectoryReader:
     def access(self) -> dict[str, frozenset[str]]:
         """Each user's effective grants: grant groups reached through any nesting, roles left out."""
         groups = self.members()
-        grant_base, role_base = normalise_dn(self.grant_base), normalise_dn(self.role_base)
-        containing: dict[str, set[str]] = defaultdict(set)
-        for group, values in groups.items():
-            for value in values:
-                containing[normalise_dn(value)].add(group)
+        containing = _containing(groups)
         users = {value for value in containing if value not in groups}
         if self.user_base:
             users |= {normalise_dn(dn) for dn, _ in self._search(self.user_base, "(objectClass=person)", ["1.1"])}
-        result = {}
-        for user in users:
-            seen: set[str] = set()
-            frontier = list(containing.get(user, ()))
-            while frontier:
-                group = frontier.pop()
-                if group not in seen:
-                    seen.add(group)
-                    frontier.extend(containing.get(group, ()))
-            result[user] = frozenset(g for g in seen if _within(g, grant_base) and not _within(g, role_base))
-        return result
+        return {user: self._grants(containing, user) for user in users}
+
+    def grants_of(self, dn: str) -> frozenset[str]:
+        """The grant groups any entry (a user, a role, a value naming nothing) reaches through nesting."""
+        return self._grants(_containing(self.members()), normalise_dn(dn))
+
+    def _grants(self, containing: dict[str, set[str]], start: str) -> frozenset[str]:
+        grant_base, role_base = normalise_dn(self.grant_base), normalise_dn(self.role_base)
+        seen: set[str] = set()
+        frontier = list(containing.get(start, ()))
+        while frontier:
+            group = frontier.pop()
+            if group not in seen:
+                seen.add(group)
+                frontier.extend(containing.get(group, ()))
+        return frozenset(g for g in seen if _within(g, grant_base) and not _within(g, role_base))
+
+
+def _containing(groups: dict[str, list[str]]) -> dict[str, set[str]]:
+    """For every member value (normalised), the groups that list it."""
+    containing: dict[str, set[str]] = defaultdict(set)
+    for group, values in groups.items():
+        for value in values:
+            containing[normalise_dn(value)].add(group)
+    return containing
 
 
 def access_changes(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]) -> dict[str, str]:
