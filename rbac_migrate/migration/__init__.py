@@ -18,7 +18,7 @@ from ..access import AccessGraph, find_one, match_entries
 from ..audit import operator
 from ..config import Settings
 from ..model import GRANT, ROLE, USER, Batch
-from .batches import RollbackReport, execute, journal_rows, resume, rollback
+from .batches import RollbackReport, execute, journal_rows, mark_created, resume, rollback
 from .engine import Engine, MigrationError
 from .guards import GuardError, GuardRails
 from .live import DriftError, LiveView
@@ -182,6 +182,9 @@ def apply_file(
     changes, digest = read_plan_file(store, path)
     with connections.directory_for(settings, prompt) as directory:
         view = LiveView(directory, settings)
+        _, steps = journal_rows(changes)
+        mark_created(steps)
+        GuardRails(view, settings).check(steps)  # whatever the file says, before anything is rebuilt from it
         try:
             rebuilt = rebuild(settings, view, changes, directory.target)
         except PlanError as exc:
@@ -190,7 +193,8 @@ def apply_file(
         if found:
             shown = "; ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
             raise DriftError(
-                f"the directory changed since the plan {path} ({len(found)} differences: {shown}); {_replan(changes)}"
+                f"the directory changed since the plan {path}, or the file was edited ({len(found)} differences: "
+                f"{shown}); {_replan(changes)}"
             )
         if confirm is not None:
             confirm(rebuilt)

@@ -39,6 +39,10 @@ def operator_lock(store):
 
 def refuse_if_unfinished(store) -> None:
     for batch in store.unfinished_batches():
+        if batch.status == "rolling_back":
+            raise MigrationError(
+                f"the rollback of batch {batch.id} was interrupted: run 'rbac-migrate rollback {batch.id}' to finish it"
+            )
         raise MigrationError(
             f"batch {batch.id} was interrupted: run 'rbac-migrate migrate resume {batch.id}' "
             f"or 'rbac-migrate rollback {batch.id}' first"
@@ -177,7 +181,7 @@ def check(engine: Engine, changes: cs.ChangeSet, replan: str = "plan it again") 
     if changes.empty:
         raise RbacMigrateError("nothing to do: the directory is already as asked")
     users, steps = journal_rows(changes)
-    _check_created(engine, steps)
+    mark_created(steps)
     engine.guards.check(steps)
     drifts = preconditions(engine, users, steps)
     if drifts:
@@ -185,7 +189,7 @@ def check(engine: Engine, changes: cs.ChangeSet, replan: str = "plan it again") 
     return users, steps
 
 
-def _check_created(engine: Engine, steps: list[Step]) -> None:
+def mark_created(steps: list[Step]) -> None:
     """Values naming an entry this very batch creates or removes: that entry's own step checks its identity.
 
     A created entry has no identity before it exists, and a removed one is re-created (with a new
@@ -224,9 +228,9 @@ def _run(store, engine: Engine, batch: Batch, progress: Progress) -> Batch:
     return store.batch(batch.id)
 
 
-def _change_record(step: Step) -> dict:
-    """One value (or entry) as it was before the batch and as the batch left it."""
-    states = ("absent", "present") if step.present_after else ("present", "absent")
+def _change_record(step: Step, undo: bool = False) -> dict:
+    """One value (or entry) as it was before the write and as the write left it."""
+    states = ("absent", "present") if step.present_after != undo else ("present", "absent")
     return {"op": step.op, "group": step.group_dn, "value": step.value, "before": states[0], "after": states[1]}
 
 
@@ -240,12 +244,14 @@ def resume(store, directory, settings, batch_id: int, progress: Progress) -> Bat
     """Finish an interrupted batch: read back every in-flight step, then carry on."""
     with operator_lock(store) as holder:
         batch = store.batch(batch_id)
+        if batch.status == "rolling_back":
+            raise MigrationError(f"batch {batch_id} was being rolled back: run 'rbac-migrate rollback {batch_id}'")
         if batch.status != "running":
             raise MigrationError(f"batch {batch_id} is {batch.status}: nothing to resume")
         if journal.holder_alive(batch.holder) and batch.holder != holder:
             raise MigrationError(f"batch {batch_id} is still being applied by {batch.holder}")
         engine = Engine(store, directory, settings, progress)
-        _check_created(engine, batch.steps)
+        mark_created(batch.steps)
         engine.guards.check([s for s in batch.steps if s.state != STEP_APPLIED])
         with store.begin() as conn:
             journal.set_batch(conn, batch.id, "running", "resumed", holder=holder)
@@ -275,37 +281,46 @@ def rollback(
 ) -> RollbackReport:
     """Restore exactly what the batch changed, unit by unit, unless someone changed it since."""
     report = RollbackReport(batch_id, dry_run=dry_run)
-    with operator_lock(store):
+    with operator_lock(store) as holder:
         batch = store.batch(batch_id)
-        if batch.status == "running" and journal.holder_alive(batch.holder) and batch.holder != journal.holder_id():
+        if batch.status == "running" and journal.holder_alive(batch.holder) and batch.holder != holder:
             raise MigrationError(f"batch {batch_id} is still being applied by {batch.holder}")
+        for other in store.unfinished_batches():
+            if other.id != batch_id:
+                refuse_if_unfinished(store)
         engine = Engine(store, directory, settings, progress)
-        _check_created(engine, batch.steps)
+        mark_created(batch.steps)
         chosen = [u for u in batch.users if users is None or _matches(u, users)]
         if users is not None and not chosen:
             raise RbacMigrateError(f"batch {batch_id} has no user {', '.join(sorted(users))}")
         todo_steps = [s for u in chosen for s in batch.steps_of(u.position) if s.state != "pending"]
         engine.guards.check(todo_steps, undo=True)
+        if not dry_run:  # a rollback killed half-way is found by the next run, like an apply
+            with store.begin() as conn:
+                journal.set_batch(conn, batch.id, "rolling_back", "rollback started", holder=holder)
         for user in chosen:
             _rollback_user(engine, batch, user, report, dry_run, force)
         if not dry_run:
-            status = "rolled_back" if all(u.state in ("rolled_back", "restored") for u in batch.users) else batch.status
-            status = "partially_rolled_back" if status == batch.status and report.restored else status
+            # An interrupted apply counts as failed once rolled back in part; a killed rollback's batch was applied.
+            previous = {"running": "failed", "rolling_back": "applied"}.get(batch.status, batch.status)
+            status = "rolled_back" if all(u.state in ("rolled_back", "restored") for u in batch.users) else previous
+            status = "partially_rolled_back" if status == previous and report.restored else status
             with store.begin() as conn:
                 journal.set_batch(conn, batch.id, status, f"rollback: {len(report.restored)} units restored")
             store.audit(
                 new_record(
                     "rollback",
                     batch.role_dn or "",
-                    ticket,
+                    ticket or batch.ticket,
                     batch=batch.id,
                     restored=report.restored,
                     conflicts=report.conflicts,
                     changes=[
-                        _change_record(s)
+                        _change_record(s, undo=True)
                         for u in chosen
                         if u.user_dn in report.restored
                         for s in batch.steps_of(u.position)
+                        if s.state == STEP_UNDONE
                     ],
                 )
             )

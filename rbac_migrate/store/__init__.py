@@ -106,8 +106,10 @@ class Store:
         return (row.kind, row.batch_id) if row is not None else None
 
     def unfinished_batches(self) -> list[Batch]:
-        """Batches left 'running' by a process that is gone."""
-        return [b for b in self.batches() if b.status == "running" and not journal.holder_alive(b.holder)]
+        """Batches left applying or rolling back by a process that is gone."""
+        return [
+            b for b in self.batches() if b.status in ("running", "rolling_back") and not journal.holder_alive(b.holder)
+        ]
 
     # -- audit log ----------------------------------------------------------------------
 

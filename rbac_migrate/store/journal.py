@@ -152,7 +152,7 @@ def set_user(conn: Connection, batch_id: int, position: int, state: str, message
 def set_batch(
     conn: Connection, batch_id: int, status: str, message: str | None = None, holder: str | None = None
 ) -> None:
-    finished = None if status == "running" else now()
+    finished = None if status in ("running", "rolling_back") else now()
     conn.execute(
         update(batches)
         .where(batches.c.id == batch_id)
