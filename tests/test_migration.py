@@ -154,7 +154,7 @@ def test_user_recreated_under_same_dn_is_drift(ready, tmp_path):
     org.slapd.ldapdelete(user.dn)
     org.slapd.ldapadd(f"dn: {user.dn}\nobjectClass: inetOrgPerson\nuid: {user.uid}\ncn: {user.uid}\nsn: Person\n\n")
     result = org.run("migrate", "apply", plan, "--yes")
-    assert_one_line_error(result, f"{user.dn} is not the entry the plan was made for")
+    assert_one_line_error(result, f"{user.dn} is not the entry the", "deleted and re-created")
 
 
 def test_plan_refuses_gain_unless_approved(ready):

@@ -18,6 +18,7 @@ from ..access import AccessGraph, find_one, match_entries
 from ..audit import operator
 from ..config import Settings
 from ..model import GRANT, ROLE, USER, Batch
+from ..store.journal import holder_alive
 from .batches import RollbackReport, execute, journal_rows, mark_created, resume, rollback
 from .engine import Engine, MigrationError
 from .guards import GuardError, GuardRails
@@ -123,6 +124,10 @@ def read_plan_file(store, path: str) -> tuple[cs.ChangeSet, str]:
             "write a new one with 'rbac-migrate migrate plan ... -o FILE'"
         )
     applied = store.batch(record[1]) if record[1] is not None else None
+    if applied is not None and applied.status == "running" and holder_alive(applied.holder):
+        raise MigrationError(
+            f"another operator is applying {path} right now (batch {applied.id}): wait for it to finish"
+        )
     if applied is not None and applied.status == "running":
         raise MigrationError(
             f"batch {applied.id} was interrupted: run 'rbac-migrate migrate resume {applied.id}' "
