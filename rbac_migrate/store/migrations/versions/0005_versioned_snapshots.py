@@ -124,7 +124,7 @@ def _insert(conn, rows: list[tuple]) -> None:
     names = VERSION_COLUMNS.split(", ")
     statement = sa.text(f"INSERT INTO entry_versions ({VERSION_COLUMNS}) VALUES ({', '.join(':' + n for n in names)})")
     conn.execute(
-        statement.bindparams(sa.bindparam("attrs", type_=sa.Text), sa.bindparam("members", type_=sa.LargeBinary)),
+        statement.bindparams(sa.bindparam("members", type_=sa.LargeBinary)),
         [dict(zip(names, row, strict=True)) for row in rows],
     )
 
