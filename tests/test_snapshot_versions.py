@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -222,7 +223,7 @@ def _write_old_style(conn, number: int, snap: Snapshot) -> None:
                 "lname": e.name.lower(),
                 "uuid": e.uuid,
                 "on": e.enabled,
-                "attrs": '{"title":"%s"}' % e.attrs["title"] if e.attrs else None,
+                "attrs": json.dumps(dict(e.attrs), separators=(",", ":")) if e.attrs else None,
                 "members": pack(snap.members[e.idx]) if e.idx in snap.members else None,
             },
         )
