@@ -334,6 +334,7 @@ def read(directory, settings: Settings, store: Store, progress: Progress | None 
     """Read incrementally when the store has a state the server can resume from, else everything."""
     from .directory import sync
 
+    _start(directory, settings, progress)  # a missing base is named before any sync search fails on it
     method = sync.offered(directory)
     fingerprint = _fingerprint(settings, directory.target)
     state, reason = _previous_state(store, method, fingerprint)
