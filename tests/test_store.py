@@ -38,7 +38,8 @@ def test_migrations_create_the_schema(store_url):
     store = open_store(store_url)
     assert store.revision() == migrations.head() == migrations.HEAD
     tables = set(inspect(store.engine).get_table_names())
-    assert {"snapshots", "snapshot_entries", "alembic_version"} <= tables
+    assert {"snapshots", "entry_versions", "alembic_version"} <= tables
+    assert "snapshot_entries" not in tables
     assert store.upgrade() == []  # idempotent
 
 
@@ -85,11 +86,17 @@ def test_partial_loads_keep_groups(store_url):
 
 def test_failed_snapshot_write_leaves_nothing(store_url):
     store = open_store(store_url)
-    broken = _snapshot()
-    broken.entries.append(broken.entries[0])  # duplicate primary key: the insert fails midway
+    first = store.save_snapshot(_snapshot())
+    broken = _snapshot(4)
+    broken.entries[3] = Entry(3, USER, None, "U3", "uuid-3")  # no DN: the insert fails midway
     with pytest.raises(StoreError):
         store.save_snapshot(broken)
-    assert store.snapshots() == []
+    twice = _snapshot()
+    twice.entries.append(Entry(9, USER, "uid=x,dc=x", "x", "uuid-0"))  # one identity, two entries
+    with pytest.raises(StoreError, match="two entries with the same identity"):
+        store.save_snapshot(twice)
+    assert [info.id for info in store.snapshots()] == [first]
+    assert store.load_snapshot().entries == _snapshot().entries
 
 
 def test_db_upgrade_command(store_url, tmp_path):

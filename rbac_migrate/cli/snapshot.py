@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import click
 
 from .. import changes, connections
@@ -17,24 +19,65 @@ def snapshot_group() -> None:
 
 
 @snapshot_group.command("take")
+@click.option("--full", is_flag=True, help="Read everything, and report any difference from an incremental read.")
 @pass_app
-def take(app) -> None:
-    """Read users, grant groups and roles into a new immutable snapshot.
+def take(app, full) -> None:
+    """Read users, grant groups and roles into a new snapshot.
+
+    Reads only what changed since the latest snapshot where the server offers it (OpenLDAP's
+    syncprov overlay, Active Directory's uSNChanged), otherwise everything; says which.
 
     \b
     Example:
       rbac-migrate snapshot take
+      rbac-migrate snapshot take --full
     """
     settings = app.settings
     store = connections.store_for(settings)
     progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731
-    snap = snapshots.take_snapshot(settings, store, progress=progress, prompt=app.prompt)
+    differences = None
+    if full:
+        snap, how, differences = snapshots.take_full(settings, store, progress=progress, prompt=app.prompt)
+    else:
+        snap, how = snapshots.refresh(settings, store, progress=progress, prompt=app.prompt, always=True)
     info = snap.info()
+    note(how)
     note(
         f"snapshot {snap.id}: {info.users} users, {info.grants} grant groups, {info.roles} roles, "
         f"{info.memberships} member values from {snap.source}"
     )
+    if differences is not None:
+        note(f"the full read differs from the incremental state in {len(differences)} places" if differences
+             else "the full read agrees with the incremental state")  # fmt: skip
+        for change in differences:
+            note(f"  {change.change}: {change.subject} {change.group} {change.detail}".rstrip())
     click.echo(snap.id)
+
+
+@snapshot_group.command("prune")
+@click.option("--keep", type=click.IntRange(min=1), help="Keep this many newest snapshots.")
+@click.option("--older-than", "days", type=click.IntRange(min=0), help="Remove snapshots older than this many days.")
+@pass_app
+def prune(app, keep, days) -> None:
+    """Remove old snapshots and the entry versions only they held; the latest is always kept.
+
+    Reports (orphans, progress) start their history at the oldest snapshot kept, so keep those
+    whose trend or first-seen dates you still need.
+
+    \b
+    Example:
+      rbac-migrate snapshot prune --keep 30
+      rbac-migrate snapshot prune --older-than 90
+    """
+    if keep is None and days is None:
+        raise click.UsageError("give --keep N or --older-than DAYS")
+    older = datetime.now(timezone.utc) - timedelta(days=days) if days is not None else None
+    store = connections.store_for(app.settings)
+    removed = store.prune_snapshots(keep=keep, older_than=older)
+    remaining = store.snapshots()
+    note(f"removed {len(removed)} snapshots; {len(remaining)} kept, oldest {remaining[0].id if remaining else '-'}")
+    for snapshot_id in removed:
+        click.echo(snapshot_id)
 
 
 INFO_COLUMNS = ["id", "taken_at", "source", "users", "grants", "roles", "memberships"]

@@ -58,6 +58,7 @@ INDEXES = (
     "member eq",
     "uniqueMember eq",
     "entryUUID eq",
+    "entryCSN eq",
     "departmentNumber eq",
     "title eq",
     "employeeType eq",
@@ -481,6 +482,7 @@ olcModulePath: {module_dir}
 olcModuleLoad: {{0}}back_mdb
 olcModuleLoad: {{1}}dynlist
 olcModuleLoad: {{2}}refint
+olcModuleLoad: {{3}}syncprov
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -515,16 +517,24 @@ olcSizeLimit: unlimited
 olcTimeLimit: unlimited
 {indexes}olcAccess: {{0}}to * by self write by users read by anonymous auth
 
-dn: olcOverlay={{0}}dynlist,olcDatabase={{1}}mdb,cn=config
+# syncprov first, below the overlays that write: it sees refint's rewrites of member values.
+dn: olcOverlay={{0}}syncprov,olcDatabase={{1}}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: {{0}}syncprov
+olcSpCheckpoint: 100 10
+olcSpSessionlog: 10000
+
+dn: olcOverlay={{1}}dynlist,olcDatabase={{1}}mdb,cn=config
 objectClass: olcOverlayConfig
 objectClass: olcDynListConfig
-olcOverlay: {{0}}dynlist
+olcOverlay: {{1}}dynlist
 olcDynListAttrSet: {{0}}groupOfURLs memberURL member+memberOf@groupOfNames*
 
-dn: olcOverlay={{1}}refint,olcDatabase={{1}}mdb,cn=config
+dn: olcOverlay={{2}}refint,olcDatabase={{1}}mdb,cn=config
 objectClass: olcOverlayConfig
 objectClass: olcRefintConfig
-olcOverlay: {{1}}refint
+olcOverlay: {{2}}refint
 olcRefintAttribute: member
 olcRefintAttribute: uniqueMember
 """
@@ -580,7 +590,8 @@ olcRefintAttribute: uniqueMember
         path = Path(ldif)
         if not path.is_file():
             raise SandboxError(f"LDIF file not found: {path}")
-        argv = [self._binary("slapadd"), "-q", "-n1", "-F", str(self.config_dir), "-l", str(path)]
+        # -w records the contextCSN that Content Sync (syncprov) starts from.
+        argv = [self._binary("slapadd"), "-q", "-w", "-n1", "-F", str(self.config_dir), "-l", str(path)]
         self._run(argv, f"slapadd of {path}")
 
     def _load_suffix_entry(self) -> None:

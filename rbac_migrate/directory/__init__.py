@@ -195,6 +195,14 @@ class Directory:
     attribute_key = staticmethod(lambda name: attribute_key(name))
     decode_value = staticmethod(lambda key, value: decode_value(key, value))
 
+    def sync_reader(self) -> fastread.BulkReader | None:
+        """The python-ldap connection that runs Content Sync refreshes, when python-ldap is in use."""
+        if self._open_bulk is None:
+            return None
+        if self._bulk is None:
+            self._bulk = self._open_bulk()
+        return self._bulk
+
     @property
     def bulk_reader(self) -> str:
         return "python-ldap" if self._open_bulk else "ldap3"
@@ -281,9 +289,7 @@ class Directory:
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         """Yield (dn, {attribute as the server names it: [raw values]}), for bulk reads."""
         if paged and self._open_bulk is not None:
-            if self._bulk is None:
-                self._bulk = self._open_bulk()
-            yield from self._bulk.search(base, search_filter, attributes, scope)
+            yield from self.sync_reader().search(base, search_filter, attributes, scope)
             return
         scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
         attrs = list(attributes)

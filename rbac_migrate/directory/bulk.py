@@ -9,6 +9,7 @@ checked, and every write is made, with ldap3.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..errors import DirectoryError
@@ -16,8 +17,50 @@ from ..errors import DirectoryError
 try:  # optional accelerator: `pip install rbac-migrate[fast]`
     import ldap
     from ldap.controls import SimplePagedResultsControl
+    from ldap.ldapobject import LDAPObject
+    from ldap.syncrepl import SyncreplConsumer
 except ImportError:  # pragma: no cover - exercised where python-ldap is absent
     ldap = None
+    LDAPObject = SyncreplConsumer = object
+
+SYNC_REFRESH_REQUIRED = 4096  # RFC 4533 e-syncRefreshRequired: the cookie is too old to resume from
+
+
+@dataclass
+class SyncResult:
+    """What one RFC 4533 refresh returned."""
+
+    cookie: str | None
+    entries: list[tuple[str, dict[str, list[bytes]]]] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+    present: set[str] = field(default_factory=set)
+    # True after a present phase: every entry not presented is gone. Otherwise deletes were explicit.
+    complete: bool = False
+
+
+class _Connection(LDAPObject, SyncreplConsumer):
+    """A python-ldap connection that can also run Content Sync refreshes into ``self.sink``."""
+
+    sink: SyncResult
+
+    def syncrepl_get_cookie(self):
+        return self.sink.cookie
+
+    def syncrepl_set_cookie(self, cookie):
+        self.sink.cookie = cookie
+
+    def syncrepl_entry(self, dn, attrs, uuid):
+        self.sink.entries.append((dn, attrs))
+
+    def syncrepl_delete(self, uuids):
+        self.sink.deleted.update(uuids)
+
+    def syncrepl_present(self, uuids, refreshDeletes=False):  # noqa: N803 - python-ldap's name
+        if uuids is not None:
+            self.sink.present.update(uuids)
+        elif not refreshDeletes:
+            self.sink.complete = True
+
 
 SCOPES = {"base": 0, "one": 1, "subtree": 2}
 
@@ -36,7 +79,7 @@ class BulkReader:
         self.target = f"{scheme}://{host}:{port}"
         self.page_size = settings.page_size
         try:
-            self.conn = ldap.initialize(self.target, bytes_mode=False)
+            self.conn = _Connection(self.target, bytes_mode=False)
             self._set_options(settings)
             if mode == "starttls":
                 self.conn.start_tls_s()
@@ -82,6 +125,22 @@ class BulkReader:
         finally:
             if msgid is not None:  # the caller stopped early: do not leave the server working
                 self.conn.abandon(msgid)
+
+    def sync(self, base: str, search_filter: str, attributes: Iterable[str], cookie: str | None) -> SyncResult | None:
+        """An RFC 4533 refreshOnly search from ``cookie``; None when the server wants a full reload."""
+        self.conn.sink = result = SyncResult(cookie)
+        try:
+            msgid = self.conn.syncrepl_search(
+                base, SCOPES["subtree"], mode="refreshOnly", filterstr=search_filter, attrlist=list(attributes)
+            )
+            while self.conn.syncrepl_poll(msgid=msgid, all=1):
+                pass
+        except ldap.LDAPError as exc:
+            info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            if info.get("result") == SYNC_REFRESH_REQUIRED:
+                return None
+            raise DirectoryError(f"content sync under {base} on {self.target} failed: {_describe(exc)}") from None
+        return result
 
     def _call(self, base: str, func, *args, **kwargs):
         try:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Text, cast, create_engine, event, select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from .. import dn as dnutil
 from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
-from ..model import GROUP_KINDS, Batch, Entry, Snapshot, SnapshotInfo
+from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, migrations
-from .schema import snapshot_entries, snapshots
+from . import snapshots as snapshot_store
+from .schema import snapshots
 
 if TYPE_CHECKING:
     from ..model import MigrationBatch
@@ -31,27 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["Store", "open_store"]
 
 
-def _pack(indexes: Iterable[int]) -> bytes:
-    packed = array("i", indexes)
-    if sys.byteorder == "big":
-        packed.byteswap()  # stored little-endian so a store can move between machines
-    return packed.tobytes()
-
-
-def _unpack(blob: bytes | None) -> tuple[int, ...]:
-    packed = array("i")
-    packed.frombytes(blob or b"")
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return tuple(packed)
-
-
 class Store:
     """A connection to the state store; schema migrations run when it is opened."""
 
     def __init__(self, engine: Engine, audit_key: bytes | None = None):
         self.engine = engine
         self.audit_key = audit_key  # signs every audit record appended through this store
+        self.last_written: snapshot_store.Written | None = None
 
     @property
     def display_url(self) -> str:
@@ -142,31 +125,32 @@ class Store:
 
     # -- snapshots ----------------------------------------------------------------------
 
-    def save_snapshot(self, snap: Snapshot) -> int:
-        """Write a snapshot in one transaction: it exists complete, or not at all."""
-        info = snap.info()
+    def save_snapshot(self, snap: Snapshot, sync: dict | None = None, skip_unchanged: bool = False) -> int | None:
+        """Write a snapshot in one transaction: it exists complete, or not at all.
+
+        Only entries that differ from the latest snapshot are written. With ``skip_unchanged`` a
+        snapshot identical to the latest is not written and None is returned.
+        """
         with self.begin() as conn:
-            snapshot_id = conn.execute(
-                snapshots.insert().values(
-                    taken_at=snap.taken_at,
-                    source=snap.source,
-                    flavour=snap.flavour,
-                    bases=dict(snap.bases),
-                    users=info.users,
-                    grants=info.grants,
-                    roles=info.roles,
-                    memberships=info.memberships,
-                )
-            ).inserted_primary_key[0]
-            attrs_json: dict[tuple, str] = {}  # peers share attribute values: encode each set once
-            rows = [_entry_row(snapshot_id, e, snap.members.get(e.idx), attrs_json) for e in snap.entries]
-            bulk_insert(conn, snapshot_entries, ENTRY_COLUMNS, rows)
-            # Statistics keep look-ups by name on their index once a large snapshot lands. Later
-            # snapshots have the same shape, and re-analysing a growing table would cost more each time.
-            if snapshot_id <= 2:
-                conn.exec_driver_sql("ANALYZE snapshot_entries")
-        snap.id = snapshot_id
-        return snapshot_id
+            written = snapshot_store.save(conn, snap, sync, skip_unchanged)
+        self.last_written = written
+        return written.snapshot_id
+
+    def entity_ids(self) -> snapshot_store.EntityIds:
+        """Entity numbers by identity, so a snapshot can be built with the numbers the store keeps."""
+        with self.connect() as conn:
+            return snapshot_store.entity_ids(conn)
+
+    def sync_state(self, ref: int | str | None = None) -> dict | None:
+        """What the snapshot recorded for the next incremental read (None when it recorded nothing)."""
+        info = self.snapshot_info(ref)
+        with self.connect() as conn:
+            return snapshot_store.sync_state(conn, info.id)
+
+    def prune_snapshots(self, keep: int | None = None, older_than: datetime | None = None) -> list[int]:
+        """Remove old snapshots (never the latest) and the versions only they held; return their ids."""
+        with self.begin() as conn:
+            return snapshot_store.prune(conn, keep, older_than)
 
     def snapshots(self) -> list[SnapshotInfo]:
         with self.connect() as conn:
@@ -196,7 +180,8 @@ class Store:
         info = self.snapshot_info(ref)
         with self.connect() as conn:
             head = conn.execute(select(snapshots).where(snapshots.c.id == info.id)).one()
-            entries, members = _load_entries(conn, info.id, kinds)
+            latest = info.id == snapshot_store.latest_id(conn)
+            entries, members = snapshot_store.load_entries(conn, info.id, latest, kinds)
         return Snapshot(
             taken_at=head.taken_at,
             source=head.source,
@@ -209,18 +194,9 @@ class Store:
 
     def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list[Entry]:
         """Entries of the given kinds whose name or DN matches (case-insensitively)."""
-        column, key = (
-            (snapshot_entries.c.dn_norm, dnutil.normalize(name_or_dn))
-            if "=" in name_or_dn
-            else (snapshot_entries.c.name_norm, name_or_dn.strip().lower())
-        )
-        query = select(snapshot_entries).where(
-            snapshot_entries.c.snapshot_id == snapshot_id,
-            column == key,
-            snapshot_entries.c.kind.in_(kinds),
-        )
         with self.connect() as conn:
-            return [_entry(row) for row in conn.execute(query).all()]
+            latest = snapshot_id == snapshot_store.latest_id(conn)
+            return snapshot_store.find_entries(conn, snapshot_id, latest, name_or_dn, tuple(kinds))
 
     # -- roles --------------------------------------------------------------------------
 
@@ -281,124 +257,6 @@ def _reason(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
-
-
-ENTRY_COLUMNS = (
-    "snapshot_id",
-    "idx",
-    "kind",
-    "dn",
-    "dn_norm",
-    "name",
-    "name_norm",
-    "uuid",
-    "enabled",
-    "attrs",
-    "members",
-)
-
-
-def _entry_row(snapshot_id: int, entry: Entry, members: tuple[int, ...] | None, attrs_json: dict) -> tuple:
-    attrs = None
-    if entry.attrs:
-        key = tuple(entry.attrs.items())
-        attrs = attrs_json.get(key)
-        if attrs is None:
-            attrs = attrs_json[key] = json.dumps(dict(entry.attrs), separators=(",", ":"))
-    return (
-        snapshot_id,
-        entry.idx,
-        entry.kind,
-        entry.dn,
-        dnutil.normalize(entry.dn),
-        entry.name,
-        entry.name.lower(),
-        entry.uuid,
-        entry.enabled,
-        attrs,
-        _pack(members) if members is not None else None,
-    )
-
-
-def bulk_insert(conn: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert many rows at driver speed: COPY on PostgreSQL, executemany on SQLite.
-
-    Values must already be in the driver's form (JSON as text, bytes for binary).
-    """
-    if not rows:
-        return
-    raw = conn.connection.driver_connection
-    names = ", ".join(columns)
-    if conn.dialect.name == "postgresql":
-        import psycopg
-
-        try:
-            with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.Error as exc:
-            raise StoreError(f"writing {table.name}: {_reason(exc)}") from None
-    else:
-        marks = ", ".join("?" for _ in columns)
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
-
-
-# Straight from the driver, attributes as text: building 100,000 entries through SQLAlchemy rows
-# and decoding each user's JSON costs several times as long as reading the rows.
-ENTRY_READ_COLUMNS = (
-    snapshot_entries.c.idx,
-    snapshot_entries.c.kind,
-    snapshot_entries.c.dn,
-    snapshot_entries.c.name,
-    snapshot_entries.c.uuid,
-    snapshot_entries.c.enabled,
-    cast(snapshot_entries.c.attrs, Text),
-    snapshot_entries.c.members,
-)
-
-
-def _load_entries(
-    conn: Connection, snapshot_id: int, kinds: tuple[str, ...] | None
-) -> tuple[list[Entry], dict[int, tuple[int, ...]]]:
-    """A snapshot's entries in idx order, and each group's members; peers share one attribute mapping."""
-    query = select(*ENTRY_READ_COLUMNS).where(snapshot_entries.c.snapshot_id == int(snapshot_id))
-    if kinds is not None:
-        query = query.where(snapshot_entries.c.kind.in_(sorted(set(kinds) | set(GROUP_KINDS))))
-    # Only an integer and fixed kind names are bound, so inlining them spares each driver's parameter style.
-    sql = str(
-        query.order_by(snapshot_entries.c.idx).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-    )
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql)
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    decoded: dict[str | None, dict] = {None: {}}
-    entries, members = [], {}
-    for idx, kind, dn, name, uuid, enabled, attrs, packed in rows:
-        found = decoded.get(attrs)
-        if found is None:
-            found = decoded[attrs] = json.loads(attrs) or {}
-        entries.append(Entry(idx, kind, dn, name, uuid, bool(enabled), found))
-        if kind in GROUP_KINDS:
-            members[idx] = _unpack(packed)
-    return entries, members
-
-
-def _entry(row) -> Entry:
-    attrs = row.attrs
-    if isinstance(attrs, str):  # some drivers hand JSON back as text
-        attrs = json.loads(attrs)
-    return Entry(
-        idx=row.idx,
-        kind=row.kind,
-        dn=row.dn,
-        name=row.name,
-        uuid=row.uuid,
-        enabled=bool(row.enabled),
-        attrs=attrs or {},
-    )
 
 
 def _info(row) -> SnapshotInfo:

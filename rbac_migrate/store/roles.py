@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 from .. import dn as dnutil
 from ..audit import operator
 from ..model import ACTIVE, DANGLING, EXTERNAL, USER, RoleDefinition, RoleEvent, RoleUpdate
-from .schema import role_definitions, role_history, snapshot_entries
+from .schema import entry_versions, role_definitions, role_history
+from .snapshots import valid_at
 
 if TYPE_CHECKING:
     from . import Store
@@ -110,11 +111,10 @@ def not_users_and_disabled(conn: Connection, snapshot_id: int) -> tuple[frozense
 
     Both are few next to the users themselves, and both are index look-ups, not a scan.
     """
-    entries = snapshot_entries.c
-    others = select(entries.idx).where(entries.snapshot_id == snapshot_id, entries.kind.in_((EXTERNAL, DANGLING)))
-    disabled = select(entries.idx).where(
-        entries.snapshot_id == snapshot_id, entries.enabled == false(), entries.kind == USER
-    )
+    entries = entry_versions.c
+    held = valid_at(snapshot_id)
+    others = select(entries.entity).where(held, entries.kind.in_((EXTERNAL, DANGLING)))
+    disabled = select(entries.entity).where(held, entries.enabled == false(), entries.kind == USER)
     return frozenset(conn.execute(others).scalars()), frozenset(conn.execute(disabled).scalars())
 
 
@@ -127,9 +127,13 @@ def find_peers(conn: Connection, snapshot_id: int, attrs: Mapping[str, str]) -> 
     if not attrs:
         return []
     text = json.dumps(dict(attrs), separators=(",", ":"))
-    entries = snapshot_entries.c
+    entries = entry_versions.c
     # Only the attribute text in the condition, so that the planner takes its index.
-    query = select(entries.idx, entries.kind, entries.enabled).where(
-        entries.snapshot_id == snapshot_id, cast(entries.attrs, Text) == text
+    query = select(entries.entity, entries.kind, entries.enabled, entries.since, entries.until).where(
+        cast(entries.attrs, Text) == text
     )
-    return [idx for idx, kind, enabled in conn.execute(query).all() if kind == USER and enabled]
+    return [
+        idx
+        for idx, kind, enabled, since, until in conn.execute(query).all()
+        if kind == USER and enabled and since <= snapshot_id and (until is None or until > snapshot_id)
+    ]

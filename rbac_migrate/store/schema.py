@@ -56,15 +56,21 @@ snapshots = Table(
     Column("grants", Integer, nullable=False),
     Column("roles", Integer, nullable=False),
     Column("memberships", Integer, nullable=False),
+    # How the directory was read, and what the next incremental read starts from (JSON).
+    Column("sync", Text),
 )
 
-# One row per user, group or member target. Groups keep their members as a packed array of
-# entry indexes: a snapshot of a million memberships is a few thousand rows, written in seconds.
-snapshot_entries = Table(
-    "snapshot_entries",
+# Each entry's versions, keyed by a stable entity number (one per identity: entryUUID /
+# objectGUID, else the normalised DN), with the snapshots they are valid for: since <= id < until,
+# until NULL while current. An entry unchanged by a new snapshot costs nothing. Groups keep their
+# members as a packed array of entity numbers, in directory order.
+entry_versions = Table(
+    "entry_versions",
     metadata,
-    Column("snapshot_id", Integer, ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True),
-    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("entity", Integer, primary_key=True, autoincrement=False),
+    Column("since", Integer, primary_key=True, autoincrement=False),
+    Column("until", Integer),
+    Column("identity", Text, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("dn", Text, nullable=False),
     Column("dn_norm", Text, nullable=False),
@@ -75,9 +81,13 @@ snapshot_entries = Table(
     Column("attrs", JSON),
     Column("members", LargeBinary),
 )
-Index("ix_snapshot_entries_name", snapshot_entries.c.snapshot_id, snapshot_entries.c.name_norm)
-Index("ix_snapshot_entries_dn", snapshot_entries.c.snapshot_id, snapshot_entries.c.dn_norm)
-Index("ix_snapshot_entries_kind", snapshot_entries.c.snapshot_id, snapshot_entries.c.kind)
+Index("ix_entry_versions_until", entry_versions.c.until)
+Index("ix_entry_versions_identity", entry_versions.c.identity)
+Index("ix_entry_versions_name", entry_versions.c.name_norm)
+Index("ix_entry_versions_dn", entry_versions.c.dn_norm)
+Index("ix_entry_versions_kind", entry_versions.c.kind, entry_versions.c.enabled)
+# Joiner proposals look up a job's peers (equal peer attributes, compared as their JSON text).
+Index("ix_entry_versions_peers", cast(entry_versions.c.attrs, Text))
 
 # Hash-chained audit log; audit_head serialises appends so the chain never forks.
 audit_log = Table(
@@ -164,11 +174,6 @@ locks = Table(
     Column("holder", Text, nullable=False),
     Column("since", UTCDateTime(), nullable=False),
 )
-
-# Joiner proposals look up a job's peers (equal peer attributes, compared as their JSON text)
-# and the disabled users without scanning every user of a snapshot.
-Index("ix_snapshot_entries_peers", snapshot_entries.c.snapshot_id, cast(snapshot_entries.c.attrs, Text))
-Index("ix_snapshot_entries_enabled", snapshot_entries.c.snapshot_id, snapshot_entries.c.enabled)
 
 # The role catalogue: one row per role the tool has defined. A deleted role keeps its row, so its
 # history stays readable; grants are the grant-group DNs it is nested into, as a JSON list.

@@ -1,15 +1,17 @@
 """Snapshot benchmark: ``rbac-migrate snapshot take`` against ``ldapsearch`` on a generated org.
 
-Loads a synthetic organisation into a throwaway slapd, then alternates an ldapsearch
-reference (the same searches, entries and attributes a snapshot reads) with
-``rbac-migrate snapshot take`` into a store whose schema is in place (each run adds one
-snapshot, as a team's store grows), and reports the median wall time of each,
-their ratio and each child's own peak RSS.  ``rbac-migrate access show`` is then timed
-against the store the last snapshot wrote.
+Loads a synthetic organisation into a throwaway slapd (with syncprov, as the sandbox has), then
+R times: an ldapsearch reference (the same searches, entries and attributes a snapshot reads),
+a first, full ``snapshot take`` into an empty store whose schema is in place, 100 member changes
+made with ldapmodify (untimed), the reference again, and a repeat ``snapshot take`` (incremental:
+RFC 4533 Content Sync).  Reports median wall times, ratios to the reference, each child's own
+peak RSS and how much the repeat snapshot grew the store.  ``rbac-migrate access show`` is then
+timed against the store.  ``--postgres`` puts the store in a throwaway PostgreSQL instead of SQLite.
 
-    python tests/benchmarks/bench_snapshot.py [--users N] [--seed S] [--repeat R] [--keep]
+    python tests/benchmarks/bench_snapshot.py [--users N] [--seed S] [--repeat R] [--postgres] [--keep]
 
-Targets: snapshot take <= 2x ldapsearch and <= 1 GiB peak RSS; access show < 0.5 s.
+Targets: full snapshot <= 2x ldapsearch; repeat snapshot <= 0.25x ldapsearch, growing the store
+by <= 5 MiB; <= 1 GiB peak RSS; access show < 0.5 s.
 Exit status: 0 when every step ran (whether or not the targets were met), 1 when one
 failed to run, 130 on Ctrl-C.
 """
@@ -17,6 +19,8 @@ failed to run, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import random
+import sqlite3
 import statistics
 import sys
 from pathlib import Path
@@ -36,14 +40,17 @@ from common import (  # noqa: E402
     run_child,
     setup,
     snapshot_take,
-    tail,
     warm_up,
+    write_config,
 )
 
 from rbac_migrate.demo.sampleorg import SampleOrg  # noqa: E402
 from rbac_migrate.demo.sandbox import Slapd  # noqa: E402
 
 SNAPSHOT_RATIO_TARGET = 2.0
+REPEAT_RATIO_TARGET = 0.25
+GROWTH_TARGET_MIB = 5.0
+CHANGES = 100
 RSS_TARGET_MIB = 1024
 ACCESS_TARGET_SECONDS = 0.5
 
@@ -62,14 +69,59 @@ def pick_user(org: SampleOrg) -> str:
     return (with_role or enabled or middle)[0].uid
 
 
-def measure(bench: Bench, repeat: int) -> tuple[list[Run], list[Run]]:
-    """Alternate the reference and the snapshot so drift affects both alike."""
-    searches, snapshots = [], []
-    prepare_store(bench)
-    for _ in range(repeat):
-        searches.append(ldapsearch_pass(bench))
-        snapshots.append(snapshot_take(bench))
-    return searches, snapshots
+def member_changes(bench: Bench, count: int, seed: int) -> None:
+    """``count`` single member values added or deleted with ldapmodify, half each (untimed)."""
+    rng = random.Random(seed)
+    groups = [g for g in bench.org.groups if len(g.members) > 1]
+    users = [u.dn for u in bench.org.users]
+    ldif = []
+    for number in range(count):
+        group = rng.choice(groups)
+        if number % 2:
+            op, value = "delete", rng.choice(group.members)
+            groups.remove(group)  # one delete per group, so a value is never deleted twice
+        else:
+            op, value = "add", next(dn for dn in iter(lambda: rng.choice(users), None) if dn not in group.members)
+        ldif.append(f"dn: {group.dn}\nchangetype: modify\n{op}: member\nmember: {value}\n-\n")
+    path = bench.tmp / "changes.ldif"
+    path.write_text("\n".join(ldif), encoding="utf-8")
+    argv = bench.ldap_tool("ldapmodify", "-c", "-f", str(path))
+    run_child(argv, bench.env, bench.tmp / "ldapmodify.out", bench.tmp / "ldapmodify.err")
+
+
+def how_read(bench: Bench) -> str:
+    """The line in which ``snapshot take`` says how it read the directory."""
+    lines = (bench.tmp / "snapshot.err").read_text(encoding="utf-8").splitlines()
+    return next((line for line in lines if line.startswith(("incremental", "full read"))), "(not said)")
+
+
+def store_bytes(bench: Bench) -> int:
+    """The store's size on disk: the SQLite file after a WAL checkpoint, or the PostgreSQL database."""
+    if bench.store_url:
+        import psycopg
+
+        url = bench.store_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    with sqlite3.connect(bench.store_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return bench.store_path.stat().st_size
+
+
+def measure(bench: Bench, repeat: int) -> dict[str, list]:
+    """Per round: reference, first snapshot, 100 changes, reference, repeat snapshot."""
+    found: dict[str, list] = {"ldapsearch": [], "first snapshot": [], "repeat snapshot": [], "growth": []}
+    for number in range(repeat):
+        prepare_store(bench)
+        found["ldapsearch"].append(ldapsearch_pass(bench))
+        found["first snapshot"].append(snapshot_take(bench))
+        before = store_bytes(bench)
+        member_changes(bench, CHANGES, seed=number)
+        found["ldapsearch"].append(ldapsearch_pass(bench))
+        found["repeat snapshot"].append(snapshot_take(bench))
+        print(f"  repeat snapshot {number + 1}: {how_read(bench)}")
+        found["growth"].append((store_bytes(bench) - before) / 2**20)
+    return found
 
 
 def median(runs: list[Run]) -> float:
@@ -80,21 +132,48 @@ def peak_mib(runs: list[Run]) -> float:
     return max(run.rss_kib for run in runs) / 1024
 
 
-def table(searches: list[Run], snapshots: list[Run], accesses: list[Run], uid: str) -> str:
-    reference = median(searches)
-    ratio = median(snapshots) / reference
-    snap_met = ratio <= SNAPSHOT_RATIO_TARGET and peak_mib(snapshots) <= RSS_TARGET_MIB
-    access_met = median(accesses) < ACCESS_TARGET_SECONDS and peak_mib(accesses) <= RSS_TARGET_MIB
+def table(found: dict[str, list], accesses: list[Run], uid: str) -> str:
+    reference = median(found["ldapsearch"])
+    first, again = found["first snapshot"], found["repeat snapshot"]
+    growth = max(found["growth"])
     rows = [
-        ("ldapsearch (4 searches)", f"{reference:.2f}", "1.00x", f"{peak_mib(searches):.0f}", "reference", "-"),
         (
-            "snapshot take",
-            f"{median(snapshots):.2f}",
-            f"{ratio:.2f}x",
-            f"{peak_mib(snapshots):.0f}",
-            f"<= {SNAPSHOT_RATIO_TARGET:g}x, <= {RSS_TARGET_MIB} MiB",
-            "yes" if snap_met else "NO",
-        ),
+            "ldapsearch (4 searches)",
+            f"{reference:.2f}",
+            "1.00x",
+            f"{peak_mib(found['ldapsearch']):.0f}",
+            "reference",
+            "-",
+        )
+    ]
+    for name, runs, target in (
+        ("first snapshot (full)", first, SNAPSHOT_RATIO_TARGET),
+        (f"repeat after {CHANGES} changes", again, REPEAT_RATIO_TARGET),
+    ):
+        ratio = median(runs) / reference
+        met = ratio <= target and peak_mib(runs) <= RSS_TARGET_MIB
+        rows.append(
+            (
+                name,
+                f"{median(runs):.2f}",
+                f"{ratio:.2f}x",
+                f"{peak_mib(runs):.0f}",
+                f"<= {target:g}x, <= {RSS_TARGET_MIB} MiB",
+                "yes" if met else "NO",
+            )
+        )
+    rows.append(
+        (
+            "store growth of the repeat",
+            f"{growth:.2f} MiB",
+            "-",
+            "-",
+            f"<= {GROWTH_TARGET_MIB:g} MiB",
+            "yes" if growth <= GROWTH_TARGET_MIB else "NO",
+        )
+    )
+    access_met = median(accesses) < ACCESS_TARGET_SECONDS and peak_mib(accesses) <= RSS_TARGET_MIB
+    rows.append(
         (
             f"access show {uid}",
             f"{median(accesses):.2f}",
@@ -102,8 +181,8 @@ def table(searches: list[Run], snapshots: list[Run], accesses: list[Run], uid: s
             f"{peak_mib(accesses):.0f}",
             f"< {ACCESS_TARGET_SECONDS:g} s",
             "yes" if access_met else "NO",
-        ),
-    ]
+        )
+    )
     return render(("step", "median s", "vs ldapsearch", "peak RSS MiB", "target", "met"), rows)
 
 
@@ -113,16 +192,32 @@ def runs_line(name: str, runs: list[Run]) -> str:
 
 def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     bench = setup(args, tmp, server, Bench)
+    if args.postgres:
+        use_postgres(bench, tmp)
     warm_up(bench)
-    searches, snapshots = measure(bench, args.repeat)
+    found = measure(bench, args.repeat)
     uid = pick_user(bench.org)
     accesses = [access_show(bench, uid) for _ in range(args.repeat)]
-    print(f"snapshot: {tail(tmp / 'snapshot.err').rsplit(' | ', 1)[-1]}")
+    print(f"store: {bench.store_url or bench.store_path}")
     print(f"runs ({args.repeat} each, seconds):")
-    for name, runs in (("ldapsearch", searches), ("snapshot take", snapshots), ("access show", accesses)):
-        print(runs_line(name, runs))
-    print(table(searches, snapshots, accesses, uid))
+    for name in ("ldapsearch", "first snapshot", "repeat snapshot"):
+        print(runs_line(name, found[name]))
+    print(runs_line("access show", accesses))
+    print(table(found, accesses, uid))
     print(rss_note())
+
+
+def use_postgres(bench: Bench, tmp: Path) -> None:
+    """Point the benchmark's config at a database in a throwaway PostgreSQL, stopped at exit."""
+    import atexit
+
+    from tests.support.pgserver import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    atexit.register(server.stop)
+    bench.store_url = server.create_database("bench_snapshot")
+    write_config(bench.config, bench.org, bench.server, bench.store_url)
 
 
 def rss_note() -> str:
@@ -133,7 +228,8 @@ def rss_note() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    return run_benchmark(parse_repeat_args(argv, __doc__, repeat=3), "bench_snapshot", benchmark)
+    args = parse_repeat_args(argv, __doc__, repeat=3, extra=[("--postgres", "store in a throwaway PostgreSQL")])
+    return run_benchmark(args, "bench_snapshot", benchmark)
 
 
 if __name__ == "__main__":

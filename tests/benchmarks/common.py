@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from rbac_migrate.config import FLAVOUR_DEFAULTS, PASSWORD_ENV  # noqa: E402
 from rbac_migrate.demo.sampleorg import SampleOrg, generate  # noqa: E402
 from rbac_migrate.demo.sandbox import SandboxError, Slapd, find_binary  # noqa: E402
+from rbac_migrate.directory.sync import Search  # noqa: E402
 from rbac_migrate.snapshot import GROUP_FILTER  # noqa: E402
 
 USER_ATTRIBUTES = ("entryUUID", "uid", "departmentNumber", "title")
@@ -48,16 +49,6 @@ class Run:
     rss_kib: int
 
 
-@dataclass(frozen=True)
-class Search:
-    """One ldapsearch of the reference pass."""
-
-    name: str
-    base: str
-    filterstr: str
-    attributes: tuple[str, ...]
-
-
 @dataclass
 class Bench:
     """Everything the measured steps share."""
@@ -69,6 +60,7 @@ class Bench:
     password_file: Path
     cli: str
     env: dict[str, str]
+    store_url: str | None = None  # a PostgreSQL store; None: the SQLite file at store_path
 
     @property
     def store_path(self) -> Path:
@@ -154,7 +146,7 @@ def reference_searches(org: SampleOrg) -> list[Search]:
 def ldapsearch_argv(bench: Bench, search: Search) -> list[str]:
     """A paged admin search writing LDIF without comments."""
     paged = ["-LLL", "-E", "pr=1000/noprompt"]
-    return bench.ldap_tool("ldapsearch", *paged, "-b", search.base, "-s", "sub", search.filterstr, *search.attributes)
+    return bench.ldap_tool("ldapsearch", *paged, "-b", search.base, "-s", "sub", search.filter, *search.attributes)
 
 
 def ldapsearch_pass(bench: Bench) -> Run:
@@ -183,6 +175,11 @@ def warm_up(bench: Bench) -> None:
 
 def prepare_store(bench: Bench) -> None:
     """An empty store with its schema in place, as a team has after its first command."""
+    if bench.store_url:
+        import psycopg
+
+        with psycopg.connect(bench.store_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{bench.store_path}{suffix}").unlink(missing_ok=True)
     argv = [bench.cli, "--config", str(bench.config), "db", "upgrade"]
@@ -213,7 +210,7 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def write_config(path: Path, org: SampleOrg, server: Slapd, store: Path) -> None:
+def write_config(path: Path, org: SampleOrg, server: Slapd, store: Path | str) -> None:
     settings = {
         "url": server.url,
         "bind_dn": server.admin_dn,
@@ -221,7 +218,7 @@ def write_config(path: Path, org: SampleOrg, server: Slapd, store: Path) -> None
         "user_base": org.people_dn,
         "grant_base": org.grant_base,
         "role_base": org.role_base,
-        "store": f"sqlite:///{store}",
+        "store": store if isinstance(store, str) else f"sqlite:///{store}",
     }
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
 
@@ -287,10 +284,14 @@ def add_keep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave the server running and the files in place")
 
 
-def parse_repeat_args(argv: list[str] | None, doc: str, *, repeat: int, each: str = "step") -> argparse.Namespace:
-    """``--users N --seed S --repeat R --keep``, for a script that runs each ``each`` R times."""
+def parse_repeat_args(
+    argv: list[str] | None, doc: str, *, repeat: int, each: str = "step", extra: list[tuple[str, str]] = ()
+) -> argparse.Namespace:
+    """``--users N --seed S --repeat R --keep``, for a script that runs each ``each`` R times; ``extra`` flags."""
     parser = new_parser(doc, 100_000)
     add_seed(parser)
+    for flag, text in extra:
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--repeat", type=int, default=repeat, help=f"measured runs of each {each} (default {repeat})")
     add_keep(parser)
     args = parser.parse_args(argv)
