@@ -162,17 +162,19 @@ def execute(
             )
             if plan_digest:
                 journal.plan_applied(conn, plan_digest, batch_id)
-        batch = store.batch(batch_id)
-        store.audit(
-            new_record(
-                f"{changes.kind}.start",
-                changes.role.dn if changes.role else changes.title,
-                ticket,
-                batch=batch_id,
-                title=changes.title,
-                users=[u.user_dn for u in users],
+            # In the same transaction: a batch never exists without its first audit record.
+            store.audit_in(
+                conn,
+                new_record(
+                    f"{changes.kind}.start",
+                    changes.role.dn if changes.role else changes.title,
+                    ticket,
+                    batch=batch_id,
+                    title=changes.title,
+                    users=[u.user_dn for u in users],
+                ),
             )
-        )
+        batch = store.batch(batch_id)
         return _run(store, engine, batch, progress)
 
 

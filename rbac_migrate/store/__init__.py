@@ -101,6 +101,10 @@ class Store:
         with self.begin() as conn:
             return audit_store.append(conn, list(records))
 
+    def audit_in(self, conn: Connection, *records: AuditRecord) -> list[AuditRecord]:
+        """Append records inside the caller's transaction: they commit with it, or not at all."""
+        return audit_store.append(conn, list(records))
+
     def audit_records(self, since: datetime | None = None) -> list[AuditRecord]:
         with self.connect() as conn:
             return audit_store.read(conn, since)
