@@ -223,3 +223,22 @@ def test_waves_never_plan_a_user_twice_and_ignore_unrelated_hand_changes(ready, 
     applied = org.run("migrate", "apply", str(plan), "--yes")
     assert applied.code == 0, applied.err
     assert stranger.lower() in groups_state(org)[touched.lower()]
+
+
+def test_plans_read_a_fresh_snapshot_first_unless_told_not_to(org, tmp_path):
+    """The admin's loop needs no manual snapshot: a role created a moment ago is planned onto."""
+    from tests.test_migration import ROLE, candidates
+
+    assert org.run("snapshot", "take").code == 0
+    user = candidates(org, 1)[0]
+    grants = sorted(user.direct_grants)[:2]
+    assert org.run("role", "create", "role-fresh", "--grant", grants[0], "--grant", grants[1], "--yes").code == 0
+    stale = org.run("migrate", "plan", "--role", "role-fresh", "--users", user.uid, "--no-refresh")
+    assert_one_line_error(stale, "role-fresh")
+    fresh = org.run("migrate", "plan", "--role", "role-fresh", "--users", user.uid, "-o", str(tmp_path / "p.json"))
+    assert fresh.code == 0, fresh.err
+    assert "planned from snapshot 2: incremental" in fresh.err
+    assert org.run("apply", str(tmp_path / "p.json"), "--yes").code == 0
+    again = org.run("migrate", "plan", "--role", ROLE, "--batch-size", "1", "--format", "json")
+    assert again.code == 0, again.err
+    assert "planned from snapshot 3" in again.err  # the applied wave was read back before planning

@@ -9,6 +9,7 @@ import click
 from .. import changeset, connections, migration
 from ..errors import UsageError
 from . import pass_app
+from .refresh import refresh, refresh_option
 from .render import emit, format_option, note, tabulate_rows
 
 
@@ -40,16 +41,18 @@ def _users_option(func):
     func = click.option("--users", multiple=True, help="Users (id or DN), repeatable or comma-separated.")(func)
     func = click.option("--batch-size", type=click.IntRange(1), help="Pick the next N safe candidates.")(func)
     func = click.option("--allow-gain", multiple=True, metavar="USER", help="Approve new access for this user.")(func)
+    func = refresh_option(func)
     return click.option("--role", required=True, help="Role to migrate onto (name or DN).")(func)
 
 
-def _make_plan(app, role, users, batch_size, allow_gain):
+def _make_plan(app, role, users, batch_size, allow_gain, no_refresh=False):
     if users and batch_size:
         raise UsageError("give --users or --batch-size, not both")
     names = split_names(users) or None
     store = connections.store_for(app.settings)
+    refreshed = refresh(app, store, no_refresh)
     gains = split_names(allow_gain)
-    return migration.plan(app.settings, store, role, names, batch_size, gains, app.prompt)
+    return migration.plan(app.settings, store, role, names, batch_size, gains, app.prompt), refreshed
 
 
 def split_names(values) -> list[str]:
@@ -64,14 +67,14 @@ def split_names(values) -> list[str]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan to FILE (owner-only).")
 @format_option("table", "json", "ldif")
 @pass_app
-def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
+def plan_cmd(app, role, users, batch_size, allow_gain, no_refresh, output, fmt) -> None:
     """Compute the exact changes for a batch against the live directory; nothing is written to it.
 
     \b
     Example:
       rbac-migrate migrate plan --role role-finance-analyst --batch-size 3 -o wave1.json
     """
-    plan = _make_plan(app, role, users, batch_size, allow_gain)
+    plan, refreshed = _make_plan(app, role, users, batch_size, allow_gain, no_refresh)
     if output:
         migration.write_plan_file(connections.store_for(app.settings), plan, output)
         count = len(plan.units)
@@ -82,6 +85,7 @@ def plan_cmd(app, role, users, batch_size, allow_gain, output, fmt) -> None:
         click.echo(changeset.dumps(plan), nl=False)
     else:
         emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
+    note(refreshed)
 
 
 def _question(plan) -> str:
@@ -117,8 +121,9 @@ def require_ticket(app, ticket) -> None:
 @click.option("--ticket", help="Change ticket reference, kept in the audit log.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--if-any", is_flag=True, help="With --role: succeed quietly when no candidate is left.")
+@refresh_option
 @pass_app
-def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, if_any) -> None:
+def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, if_any, no_refresh) -> None:
     """Apply a reviewed plan: rebuilt against the directory, write-ahead rollback point, verified per user.
 
     \b
@@ -134,7 +139,7 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, 
         raise UsageError("applying without a reviewed plan file needs --yes")
     require_ticket(app, ticket)
     try:
-        plan = _make_plan(app, role, users, batch_size, allow_gain)
+        plan, _ = _make_plan(app, role, users, batch_size, allow_gain, no_refresh)
     except migration.NothingToMigrate as exc:
         if not if_any:
             raise

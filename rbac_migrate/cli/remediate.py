@@ -7,6 +7,7 @@ import click
 from .. import changeset, connections, migration, remediation
 from . import pass_app
 from .migrate import split_names
+from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
 
 
@@ -26,8 +27,9 @@ def remediate_group() -> None:
 @click.option("--batch-size", type=click.IntRange(1), help="Accounts in this batch (default: max_batch_size).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan to FILE (owner-only).")
 @format_option("table", "json", "ldif")
+@refresh_option
 @pass_app
-def plan_cmd(app, category, users, batch_size, output, fmt) -> None:
+def plan_cmd(app, category, users, batch_size, output, fmt, no_refresh) -> None:
     """Plan the removal of the member values behind findings, skipping accepted exceptions.
 
     Apply the plan with 'rbac-migrate apply FILE'; 'rbac-migrate rollback N' puts it all back.
@@ -37,6 +39,7 @@ def plan_cmd(app, category, users, batch_size, output, fmt) -> None:
       rbac-migrate remediate plan --category leaver-grant --batch-size 5 -o leavers-1.json
     """
     store = connections.store_for(app.settings)
+    refreshed = refresh(app, store, no_refresh)
     plan = remediation.plan(app.settings, store, category, split_names(users), batch_size, app.prompt)
     if output:
         migration.write_plan_file(store, plan, output)
@@ -47,6 +50,7 @@ def plan_cmd(app, category, users, batch_size, output, fmt) -> None:
         click.echo(changeset.dumps(plan), nl=False)
     else:
         emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
+    note(refreshed)
 
 
 def register(cli: click.Group) -> None:
