@@ -103,6 +103,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
     Setting("max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"),
+    Setting(
+        "require_ticket", False, "Every write needs --ticket REF (kept in the audit log)", "bool", section="migration"
+    ),
+    Setting(
+        "require_approval",
+        False,
+        "A plan file is applied only after 'migrate approve' by an operator other than its planner",
+        "bool",
+        section="migration",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

@@ -18,6 +18,7 @@ EXISTING = "existing role"
 EXISTING_SET = "existing roles"
 COMBINED = "roles + extras"
 NEW = "new role"
+RULE = "rule"
 ASKED, MODEL, PEERS = "asked", "model", "peers"
 
 
@@ -97,14 +98,25 @@ class Proposals:
         raise ProposalError(f"there is no proposal {number}: 'joiner propose' numbers them 1 to {len(self.proposals)}")
 
 
-def propose(graph: GroupGraph, request: Request, roles: Iterable[KnownRole], taken: Collection[str]) -> Proposals:
-    """Proposals in order of fit: exact existing roles; existing roles plus extras; a new role."""
+def propose(
+    graph: GroupGraph,
+    request: Request,
+    roles: Iterable[KnownRole],
+    taken: Collection[str],
+    ruled: Iterable[KnownRole] = (),
+) -> Proposals:
+    """Proposals in order of fit: roles whose assignment rule matches the joiner; exact existing roles;
+    existing roles plus extras; a new role."""
     requested, evidence, not_copied = _requested(graph, request)
     wanted = graph.grants_of(requested)
     movable = graph.reaching_all(wanted) - graph.disabled - {request.joiner}
     roles = sorted(roles, key=lambda r: r.name.lower())
-    found: list[tuple] = [
-        (EXISTING, (role,), frozenset(), None, len(movable - role.holders)) for role in roles if role.grants == wanted
+    ruled = sorted(ruled, key=lambda r: r.name.lower())
+    found: list[tuple] = [(RULE, (role,), frozenset(), None, len(movable - role.holders)) for role in ruled]
+    found += [
+        (EXISTING, (role,), frozenset(), None, len(movable - role.holders))
+        for role in roles
+        if role.grants == wanted and role not in ruled
     ]
     if not found:
         combo, extras = _combine(roles, requested, wanted)

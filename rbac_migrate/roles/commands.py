@@ -401,18 +401,35 @@ def rebuild(settings: Settings, view, changes: cs.ChangeSet) -> cs.ChangeSet:
         return _create_plan(
             build, check_role_name(wanted["name"]), [str(g) for g in wanted["grants"]], wanted.get("description")
         ).changes
-    raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
+    from .bulk import rebuild as rebuild_bulk
+
+    found = rebuild_bulk(settings, build, changes)
+    if found is None:
+        raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
+    return found
 
 
 def catalogue_after_rollback(store: Store, directory, settings: Settings, batch: Batch, ticket: str | None) -> None:
     """The catalogue follows the directory back: each role the batch touched, as it is now."""
+    _catalogue_follows(store, directory, settings, batch, ticket, "rolled back")
+
+
+def catalogue_after_apply(settings: Settings, store: Store, batch: Batch, ticket: str | None, prompt=None) -> None:
+    """After a role plan file was applied: the catalogue records each role it touched, as it is now."""
+    with directory_for(settings, prompt) as directory:
+        _catalogue_follows(store, directory, settings, batch, ticket, "applied from a plan file")
+
+
+def _catalogue_follows(store: Store, directory, settings: Settings, batch: Batch, ticket, action: str) -> None:
     touched = {s.group_dn for s in batch.steps if s.is_entry} | ({batch.role_dn} if batch.role_dn else set())
     updates = []
     for role_dn in sorted(dn for dn in touched if live.kind_of(settings, dn) == ROLE):
-        exists = directory.read_entry(role_dn, ["1.1"]) is not None
-        grants = tuple(live.groups_holding(directory, settings, role_dn, GRANT)) if exists else ()
-        event = ("rolled back", {"batch": batch.id})
-        state = ACTIVE if exists else DELETED
-        updates.append(RoleUpdate(dnutil.first_value(role_dn), role_dn, grants, state=state, events=(event,)))
+        attrs = directory.read_entry(role_dn, ["description"])
+        grants = tuple(live.groups_holding(directory, settings, role_dn, GRANT)) if attrs is not None else ()
+        event = (action, {"batch": batch.id})
+        state = ACTIVE if attrs is not None else DELETED
+        description = (attrs or {}).get("description", [None])[0]
+        name = dnutil.first_value(role_dn)
+        updates.append(RoleUpdate(name, role_dn, grants, state=state, description=description, events=(event,)))
     if updates:
         store.roles.record(updates, ticket, batch.id)

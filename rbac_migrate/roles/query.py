@@ -20,7 +20,7 @@ from ..connections import Prompt, directory_for
 from ..errors import NotFoundError, RbacMigrateError, UsageError
 from ..model import ACTIVE, DANGLING, DELETED, EXTERNAL, GRANT, ROLE, USER, Entry, RoleDefinition, RoleEvent, Snapshot
 from ..store import Store
-from .catalogue import Candidates, GroupGraph, MinedNames, rank_candidates
+from .catalogue import Candidates, GroupGraph, MinedNames, matches, rank_candidates
 
 if TYPE_CHECKING:
     from ..mining.jobs import JobMining
@@ -69,7 +69,9 @@ def propose(
         min_share=min_share,
         name_parts=tuple(joiner.attrs.values()),
     )
-    return JoinerProposals(info.id, joiner, graph, proposals.propose(graph, request, roles, taken))
+    rules = store.roles.rules()
+    ruled = [r for r in roles if matches(rules.get(dnutil.normalize(r.dn), (None, {}))[1], joiner.attrs)]
+    return JoinerProposals(info.id, joiner, graph, proposals.propose(graph, request, roles, taken, ruled))
 
 
 def _joiner(settings: Settings, store: Store, snapshot_id: int, user: str | LiveUser, prompt: Prompt | None) -> Entry:
@@ -178,6 +180,7 @@ class RoleDetail:
     snapshot_id: int | None
     history: list[RoleEvent]
     drift: list[str]
+    rule: Mapping[str, str] | None = None  # the assignment rule, if any
 
 
 def role_list(store: Store) -> tuple[int | None, list[RoleSummary]]:
@@ -204,7 +207,7 @@ def role_show(store: Store, name: str) -> RoleDetail:
     definition = definitions.get(dnutil.normalize(found.dn))
     history = store.roles.history(definition.id) if definition else []
     drift = _drift(found, definition) if found.managed else []
-    return RoleDetail(found, snap_id, history, drift)
+    return RoleDetail(found, snap_id, history, drift, store.roles.rule(found.dn))
 
 
 def _named(items: list, name: str) -> list:
