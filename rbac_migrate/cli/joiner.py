@@ -8,7 +8,7 @@ from .. import connections
 from ..roles import query as roles_query
 from . import pass_app
 from .render import emit, format_option, note, table
-from .roles import asker, report, write_options
+from .roles import asker, check_ticket, report, write_options
 
 
 @click.group("joiner")
@@ -120,6 +120,7 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket
     """
     from ..roles import commands as roles_api
 
+    check_ticket(app, ticket)
     store = connections.store_for(app.settings)
     outcome = roles_api.onboard(
         app.settings,

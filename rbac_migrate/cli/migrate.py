@@ -231,7 +231,11 @@ def resume_cmd(app, batch, yes) -> None:
 @format_option()
 @pass_app
 def status_cmd(app, fmt) -> None:
-    """Per role: holders, users migrated, direct grants remaining, batches.
+    """Per role: holders, holders still holding a grant of the role directly, users migrated, batches.
+
+    The counts are those of 'report progress': holders are enabled users holding the role in the
+    latest snapshot; still_direct counts holders (users, not grants) who still hold at least one
+    grant the role gives directly; migrated counts users of applied migration batches.
 
     \b
     Example:
@@ -240,7 +244,11 @@ def status_cmd(app, fmt) -> None:
     store = connections.store_for(app.settings)
     _warn_unfinished(store)
     rows = [vars(r) for r in migration.status(store)]
-    emit(rows, fmt, ["role", "holders", "migrated", "direct_remaining", "batches"])
+    note(
+        "holders: enabled users holding the role (latest snapshot); still_direct: holders who still hold "
+        "a grant the role gives directly; migrated: users moved by applied batches"
+    )
+    emit(rows, fmt, ["role", "holders", "still_direct", "migrated", "batches", "state"])
 
 
 @click.command("rollback")
