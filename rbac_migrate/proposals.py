@@ -19,7 +19,7 @@ EXISTING_SET = "existing roles"
 COMBINED = "roles + extras"
 NEW = "new role"
 RULE = "rule"
-ASKED, MODEL, PEERS = "asked", "model", "peers"
+ASKED, MODEL, PEERS, NESTED = "asked", "model", "peers", "through nesting"
 
 
 class ProposalError(RbacMigrateError):
@@ -84,6 +84,11 @@ class Proposals:
     evidence: tuple[Evidence, ...]
     not_copied: tuple[Evidence, ...]
     proposals: tuple[Proposal, ...]
+    nested: tuple[Evidence, ...] = ()  # grants the request reaches through nesting, beyond those named
+
+    def holds(self, proposal: Proposal) -> bool:
+        """Whether the joiner already holds every role of the proposal."""
+        return bool(proposal.roles) and all(self.request.joiner in r.holders for r in proposal.roles)
 
     def phrase(self, evidence: Evidence) -> str:
         """'4 of 5 Finance / Accountant', the way the service desk reads evidence."""
@@ -130,7 +135,14 @@ def propose(
         Proposal(number, kind, combo, extras, name, requested, count)
         for number, (kind, combo, extras, name, count) in enumerate(found, start=1)
     )
-    return Proposals(request, requested, evidence, not_copied, proposals)
+    return Proposals(request, requested, evidence, not_copied, proposals, _nested(graph, request, wanted - requested))
+
+
+def _nested(graph: GroupGraph, request: Request, grants: Collection[int]) -> tuple[Evidence, ...]:
+    """Evidence for the grants that come with the request through nesting: the role gives them too."""
+    peers = request.peers - {request.joiner}
+    ordered = sorted(grants, key=lambda g: graph.name(g).lower())
+    return tuple(Evidence(g, len(graph.reaching(g, peers)) if peers else 0, len(peers), NESTED) for g in ordered)
 
 
 def _requested(graph: GroupGraph, request: Request) -> tuple[frozenset[int], tuple[Evidence, ...], tuple]:

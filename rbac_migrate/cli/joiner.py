@@ -49,6 +49,11 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
     found = roles_query.propose(app.settings, store, user, like, grants, min_share, snapshot, app.prompt)
     document = _document(found)
     note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
+    for row in document["proposals"]:
+        if row["already_held"]:
+            note(f"{found.joiner.name} already holds {', '.join(row['roles'])} (proposal {row['number']})")
+    document["kept_as"] = roles_query.keep_proposals(store, found)
+    note(f"'rbac-migrate joiner onboard {user} --proposal N' carries out proposal N exactly as shown here")
     if fmt == "json":
         emit([], "json", document=document)
     else:
@@ -66,6 +71,8 @@ def _document(found) -> dict:
             "new_role": p.new_role,
             "grants": sorted(name(g) for g in p.grants),
             "extras": sorted(name(g) for g in p.extras),
+            "gives": _gives(found, p),
+            "already_held": result.holds(p),
             "movable": p.movable,
         }
         for p in result.proposals
@@ -76,9 +83,16 @@ def _document(found) -> dict:
         "peer_group": request.peer_label,
         "peers": len(request.peers - {request.joiner}),
         "proposals": proposals,
-        "evidence": [_evidence(result, e, name) for e in result.evidence],
+        "evidence": [_evidence(result, e, name) for e in (*result.evidence, *result.nested)],
         "not_copied": [_evidence(result, e, name) for e in result.not_copied],
     }
+
+
+def _gives(found, proposal) -> list[str]:
+    """Every grant the proposal gives, nesting included."""
+    graph = found.graph
+    grants = set(proposal.extras) | {g for r in proposal.roles for g in r.grants} or set(proposal.grants)
+    return sorted(graph.name(g) for g in graph.grants_of(g for g in grants if g in graph.groups))
 
 
 def _evidence(result, evidence, name) -> dict:
@@ -95,7 +109,8 @@ def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict])
     for row in proposals:
         row["role"] = row["new_role"] or ", ".join(row["roles"])
         row["could move later"] = row["movable"]
-    table(proposals, ["number", "kind", "role", "extras", "could move later"])
+        row["note"] = "already held" if row["already_held"] else ""
+    table(proposals, ["number", "kind", "role", "extras", "could move later", "note"])
     click.echo("\nevidence:")
     table(evidence, ["grant", "source", "evidence"])
     if not_copied:
@@ -109,9 +124,10 @@ def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict])
 @click.option("--new-role", metavar="NAME", help="Create this role with the --grant grants, then give it.")
 @click.option("--proposal", type=int, metavar="N", help="Carry out proposal N of 'joiner propose'.")
 @_request_options
+@click.option("--confirm-mismatch", is_flag=True, help="Give the role though its holders share no peer attribute.")
 @write_options
 @pass_app
-def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket, yes) -> None:
+def onboard(app, user, role, new_role, proposal, like, grants, min_share, confirm_mismatch, ticket, yes) -> None:
     """Give USER a role, creating it if needed; running it again changes nothing.
 
     \b
@@ -135,6 +151,7 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket
         ticket=ticket,
         ask=asker(yes),
         prompt=app.prompt,
+        confirm_mismatch=confirm_mismatch,
     )
     report(outcome, f"onboarded {user}: " + "; ".join(outcome.plan.lines))
 

@@ -294,39 +294,39 @@ def onboard(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    confirm_mismatch: bool = False,
 ) -> Outcome:
-    """Give a joiner a role (creating it if needed); running it again changes nothing."""
+    """Give a joiner a role (creating it if needed); running it again changes nothing.
+
+    ``proposal`` carries out proposal N as 'joiner propose' last showed it for this user.
+    """
+    from .onboarding import check_peers, stored_target
+
     if sum(x is not None for x in (role, new_role, proposal)) != 1:
         raise UsageError("give exactly one of --role R, --new-role NAME or --proposal N")
     if new_role is not None and not grants:
         raise UsageError("--new-role needs the role's grants: --grant G (repeatable)")
     if role is not None and (grants or like):
         raise UsageError("--grant and --like go with --new-role or --proposal, not --role")
+    if proposal is not None and (grants or like):
+        raise UsageError("--proposal N carries out what 'joiner propose' showed: give --grant and --like to propose")
     settings.require("url", "user_base", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         joiner = live.find_user(directory, settings, user)
         if not joiner.enabled:
             raise RoleCommandError(f"user {joiner.name} is disabled: only active accounts are onboarded")
+        build = _Builder(directory, settings)
         if role is not None:
             target = OnboardTarget(roles=(live.find_group(directory, settings, role, ROLE),))
         elif new_role is not None:
             target = OnboardTarget(new_role=check_role_name(new_role), new_grants=tuple(grants))
         else:
-            target = _from_proposal(settings, store, joiner, proposal, like, grants, min_share)
-        plan = _onboard_plan(_Builder(directory, settings), joiner, target)
+            target = stored_target(store, build.view, joiner, proposal)
+        if not confirm_mismatch:
+            for role_dn in target.roles:
+                check_peers(build, joiner, role_dn)
+        plan = _onboard_plan(build, joiner, target)
         return _run(settings, store, directory, plan, ticket, ask)
-
-
-def _from_proposal(settings, store, joiner, number, like, grants, min_share) -> OnboardTarget:
-    from ..proposals import NEW
-    from .query import propose
-
-    found = propose(settings, store, joiner, like=like, grants=grants, min_share=min_share)
-    chosen = found.result.get(number)
-    dn_of = found.graph.groups
-    if chosen.kind == NEW:
-        return OnboardTarget(new_role=chosen.new_role, new_grants=tuple(dn_of[g].dn for g in sorted(chosen.grants)))
-    return OnboardTarget(roles=tuple(r.dn for r in chosen.roles), extras=tuple(dn_of[g].dn for g in chosen.extras))
 
 
 def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget) -> RolePlan:

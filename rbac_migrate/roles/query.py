@@ -74,6 +74,31 @@ def propose(
     return JoinerProposals(info.id, joiner, graph, proposals.propose(graph, request, roles, taken, ruled))
 
 
+def keep_proposals(store: Store, found: JoinerProposals) -> int:
+    """Store the proposals as shown, with the grants each role gave then: onboarding carries out exactly these."""
+    graph = found.graph
+
+    def dns(grants) -> list[str]:
+        return sorted(graph.groups[g].dn for g in grants if g in graph.groups)
+
+    body = {
+        "user": found.joiner.dn,
+        "snapshot": found.snapshot_id,
+        "proposals": [
+            {
+                "number": p.number,
+                "kind": p.kind,
+                "roles": [{"name": r.name, "dn": r.dn, "grants": dns(r.grants)} for r in p.roles],
+                "new_role": p.new_role,
+                "grants": dns(p.grants),
+                "extras": dns(p.extras),
+            }
+            for p in found.result.proposals
+        ],
+    }
+    return store.roles.save_proposals(found.joiner.dn, found.snapshot_id, body)
+
+
 def _joiner(settings: Settings, store: Store, snapshot_id: int, user: str | LiveUser, prompt: Prompt | None) -> Entry:
     """The joiner from the snapshot, else (a new account) as the directory shows it now."""
     from .live import find_user
