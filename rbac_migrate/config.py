@@ -95,15 +95,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("protected_accounts", [], "Ids or DNs never touched by any write (comma separated)", "list"),
     Setting(
-        "store",
-        None,
-        "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
-        section="store",
-        shown_default="sqlite:///~/.local/state/rbac-migrate/state.db",
-    ),
-    Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
-    Setting("max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"),
-    Setting(
         "require_ticket", False, "Every write needs --ticket REF (kept in the audit log)", "bool", section="migration"
     ),
     Setting(
@@ -113,6 +104,15 @@ SETTINGS: tuple[Setting, ...] = (
         "bool",
         section="migration",
     ),
+    Setting(
+        "store",
+        None,
+        "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+        section="store",
+        shown_default="sqlite:///~/.local/state/rbac-migrate/state.db",
+    ),
+    Setting("max_batch_size", 10, "Most users one migration batch may touch", "int", section="migration"),
+    Setting("max_removals_per_run", 200, "Most member values one run may delete", "int", section="migration"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

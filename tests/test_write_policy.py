@@ -73,3 +73,14 @@ def test_require_approval_needs_a_second_operator(org, tmp_path):
     applied = org.run(*strict, "migrate", "apply", path, "--yes")
     assert applied.code == 0, applied.err
     assert users[0].dn.lower() in members(org, role)
+
+
+def test_grants_are_repeatable_or_comma_separated_alike(org):
+    first, second = sorted(g.cn for g in org.sample.groups if g.kind == "grant")[:2]
+    assert org.run("role", "create", "role-rep", "--grant", first, "--grant", second, "--yes").code == 0
+    assert org.run("role", "create", "role-comma", "--grant", f"{first},{second}", "--yes").code == 0
+    nested = [
+        {g.cn for g in org.sample.groups if g.kind == "grant" and role_dn(org, r).lower() in members(org, g.dn)}
+        for r in ("role-rep", "role-comma")
+    ]
+    assert nested == [{first, second}, {first, second}]

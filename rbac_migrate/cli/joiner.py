@@ -8,7 +8,7 @@ from .. import connections
 from ..roles import query as roles_query
 from . import pass_app
 from .render import emit, format_option, note, table
-from .roles import asker, check_ticket, report, write_options
+from .roles import asker, check_ticket, report, split_grants, write_options
 
 
 @click.group("joiner")
@@ -24,7 +24,11 @@ def _request_options(func):
         help="A grant is typical of the job when at least this share of peers hold it.",
     )(func)
     func = click.option(
-        "--grant", "grants", multiple=True, metavar="G", help="Grant asked for (cn or DN); repeatable."
+        "--grant",
+        "grants",
+        multiple=True,
+        metavar="G",
+        help="Grant asked for (cn or DN); repeatable or comma-separated.",
     )(func)
     return click.option("--like", metavar="MODEL", help="Copy what this user was given (rare grants left out).")(func)
 
@@ -46,7 +50,7 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
       rbac-migrate joiner propose jsmith --like mjones
     """
     store = connections.store_for(app.settings)
-    found = roles_query.propose(app.settings, store, user, like, grants, min_share, snapshot, app.prompt)
+    found = roles_query.propose(app.settings, store, user, like, split_grants(grants), min_share, snapshot, app.prompt)
     document = _document(found)
     note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
     for row in document["proposals"]:
@@ -144,7 +148,7 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, confir
         user,
         role=role,
         new_role=new_role,
-        grants=grants,
+        grants=split_grants(grants),
         proposal=proposal,
         like=like,
         min_share=min_share,
