@@ -101,6 +101,16 @@ SETTINGS: tuple[Setting, ...] = (
         "list",
     ),
     Setting(
+        "require_ticket", False, "Every write needs --ticket REF (kept in the audit log)", "bool", section="migration"
+    ),
+    Setting(
+        "require_approval",
+        False,
+        "A plan file is applied only after 'migrate approve' by an operator other than its planner",
+        "bool",
+        section="migration",
+    ),
+    Setting(
         "store",
         None,
         "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",

@@ -226,31 +226,74 @@ class RunState:
     """What the audit log says about one run of a playbook."""
 
     run_id: str
+    playbook: str = ""
     done: dict[str, datetime] = field(default_factory=dict)  # step id → when it finished
     batches: dict[str, list[int]] = field(default_factory=dict)  # step id → batches it created
     finished: bool = False
+    cancelled: bool = False
     values: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def open(self) -> bool:
+        return bool(self.playbook) and not (self.finished or self.cancelled)
 
-def run_id_for(book: Playbook, values: dict[str, str]) -> str:
-    """Runs are identified by playbook and variables: the same call resumes the same run."""
-    key = repr((book.name, sorted(values.items()))).encode("utf-8")
+
+def run_id_for(book: Playbook, values: dict[str, str], started: datetime | None = None) -> str:
+    """A new run's id, from playbook, variables and start time: each run is its own."""
+    key = repr((book.name, sorted(values.items()), started.isoformat() if started else "")).encode("utf-8")
     return hashlib.sha256(key).hexdigest()[:12]
 
 
-def state_from(records: list[AuditRecord], run_id: str) -> RunState:
-    state = RunState(run_id)
+def runs_from(records: list[AuditRecord]) -> dict[str, RunState]:
+    """Every run the audit log knows, by id, in the order they started."""
+    runs: dict[str, RunState] = {}
     for record in records:
-        if record.details.get("run") != run_id:
+        run_id = record.details.get("run")
+        if not run_id or not record.action.startswith("playbook."):
             continue
+        state = runs.setdefault(run_id, RunState(run_id))
         if record.action == "playbook.start":
             state.values = record.details.get("vars", {})
+            state.playbook = record.target
         elif record.action in ("playbook.step", "playbook.gate"):
             state.done[record.details["step"]] = record.at
             state.batches[record.details["step"]] = record.details.get("batches", [])
         elif record.action == "playbook.finish":
             state.finished = True
-    return state
+        elif record.action == "playbook.cancel":
+            state.cancelled = True
+    return runs
+
+
+def state_from(records: list[AuditRecord], run_id: str) -> RunState:
+    return runs_from(records).get(run_id) or RunState(run_id)
+
+
+def _same_scope(book: Playbook, values: dict[str, str], other: RunState) -> bool:
+    """Runs of one playbook on the same role (or, without a role, any two runs of it) share their gates."""
+    if other.playbook != book.name:
+        return False
+    return "role" not in values or str(other.values.get("role", "")).lower() == values["role"].lower()
+
+
+def _find_run(book: Playbook, values: dict[str, str], store) -> RunState | None:
+    """The run this call continues: the open run of this playbook and scope, else the last one with these values.
+
+    An open run with other variables is never bypassed: changing a soak time or a ticket does not
+    start a fresh run past its gates.
+    """
+    runs = list(runs_from(store.audit_records()).values())
+    for other in runs:
+        if other.open and _same_scope(book, values, other):
+            if other.values != values:
+                given = " ".join(f"--var {k}={v}" for k, v in other.values.items())
+                raise PlaybookError(
+                    f"run {other.run_id} of {book.name} is still open with other variables ({given}): "
+                    f"run it with those to resume it, or end it with 'rbac-migrate playbook cancel {other.run_id}'"
+                )
+            return other
+    same = [r for r in runs if r.playbook == book.name and r.values == values and r.finished]
+    return same[-1] if same else None
 
 
 @dataclass
@@ -273,14 +316,23 @@ def run(
     say: Callable[[str], None],
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ticket: str | None = None,
+    override_gate: str | None = None,
 ) -> Outcome:
-    """Run (or resume) the playbook until it finishes, fails, or waits at a gate."""
-    run_id = run_id_for(book, values)
-    state = state_from(store.audit_records(), run_id)
-    if state.finished:
-        return Outcome("finished", f"run {run_id} of {book.name} already finished", run_id)
-    if not state.values:
+    """Run (or resume) the playbook until it finishes, fails, or waits at a gate.
+
+    ``override_gate`` (a reason) opens the next gate's wait early, once, with an audit record.
+    """
+    if override_gate is not None and not override_gate.strip():
+        raise PlaybookError("--override-gate needs a reason, kept in the audit log")
+    found = _find_run(book, values, store)
+    if found is not None and found.finished:
+        return Outcome("finished", f"run {found.run_id} of {book.name} already finished", found.run_id)
+    if found is None:
+        run_id = run_id_for(book, values, now())
         store.audit(new_record("playbook.start", book.name, ticket, run=run_id, vars=values, digest=book.digest))
+    else:
+        run_id = found.run_id
+    state = state_from(store.audit_records(), run_id)
     previous: Step | None = None
     for step in book.steps:
         if step.id in state.done:
@@ -289,9 +341,15 @@ def run(
         if step.explain:
             say(step.explain.format(**values))
         if step.gate is not None:
-            blocked = _gate_blocked(step, book, state, store, previous, now(), ask, values)
+            gate = _Gate(step, book, state, store, previous, values, override_gate)
+            blocked = gate.blocked(now(), ask)
             if blocked is not None:
                 return Outcome(blocked[0], blocked[1], run_id)
+            if gate.overridden:
+                store.audit(
+                    new_record("playbook.override", book.name, ticket, run=run_id, step=step.id, reason=override_gate)
+                )
+                override_gate = None
             store.audit(new_record("playbook.gate", book.name, ticket, run=run_id, step=step.id))
         else:
             outcome = _run_step(step, values, store, runner, say, run_id, book, ticket)
@@ -301,6 +359,18 @@ def run(
         previous = step
     store.audit(new_record("playbook.finish", book.name, ticket, run=run_id))
     return Outcome("finished", f"{book.name}: all {len(book.steps)} steps done", run_id)
+
+
+def cancel(store, run_id: str, reason: str, ticket: str | None = None) -> RunState:
+    """End an open run (audited); its gates close with it."""
+    state = runs_from(store.audit_records()).get(run_id)
+    if state is None or not state.playbook:
+        raise PlaybookError(f"there is no playbook run '{run_id}': 'rbac-migrate playbook status' lists them")
+    if not state.open:
+        ended = "finished" if state.finished else "cancelled"
+        raise PlaybookError(f"run {run_id} of {state.playbook} is already {ended}")
+    store.audit(new_record("playbook.cancel", state.playbook, ticket, run=run_id, reason=reason))
+    return state
 
 
 def _run_step(step, values, store, runner, say, run_id, book, ticket) -> Outcome | None:
@@ -322,29 +392,42 @@ def _run_step(step, values, store, runner, say, run_id, book, ticket) -> Outcome
     return None
 
 
-def _gate_blocked(step, book, state, store, previous, at, ask, values) -> tuple[str, str] | None:
-    gate = step.gate
-    watched = gate.no_rollback_since or (previous.id if previous else None)
-    rolled_back = [
-        b
-        for sid, ids in state.batches.items()
-        if watched and _at_or_after(book, sid, watched)
-        for b in ids
-        if store.batch(b).status in ("rolled_back", "partially_rolled_back")
-    ]
-    if rolled_back:
-        return "stopped", f"gate '{step.id}' is closed: batch {rolled_back[0]} was rolled back since '{watched}'"
-    if gate.wait is not None and previous is not None:
-        try:
-            wait = parse_duration(gate.wait.format(**values))
-        except ValueError as exc:
-            raise PlaybookError(f"gate '{step.id}': {exc}") from None
-        opens = state.done[previous.id] + wait
-        if at < opens:
-            return "waiting", f"gate '{step.id}' opens at {opens:%Y-%m-%d %H:%M %Z}; run the playbook again then"
-    if gate.confirm and not ask(gate.confirm.format(**values)):
-        return "waiting", f"gate '{step.id}' is waiting for confirmation; run the playbook again to continue"
-    return None
+@dataclass
+class _Gate:
+    step: Step
+    book: Playbook
+    state: RunState
+    store: Any
+    previous: Step | None
+    values: dict[str, str]
+    override: str | None
+    overridden: bool = False
+
+    def blocked(self, at: datetime, ask: Ask) -> tuple[str, str] | None:
+        """(status, message) while the gate stays shut, else None."""
+        step, gate = self.step, self.step.gate
+        watched = gate.no_rollback_since or (self.previous.id if self.previous else None)
+        rolled_back = [
+            b
+            for sid, ids in self.state.batches.items()
+            if watched and _at_or_after(self.book, sid, watched)
+            for b in ids
+            if self.store.batch(b).status in ("rolled_back", "partially_rolled_back")
+        ]
+        if rolled_back:
+            return "stopped", f"gate '{step.id}' is closed: batch {rolled_back[0]} was rolled back since '{watched}'"
+        if gate.wait is not None and self.previous is not None:
+            try:
+                wait = parse_duration(gate.wait.format(**self.values))
+            except ValueError as exc:
+                raise PlaybookError(f"gate '{step.id}': {exc}") from None
+            opens = self.state.done[self.previous.id] + wait
+            if at < opens and self.override is None:
+                return "waiting", f"gate '{step.id}' opens at {opens:%Y-%m-%d %H:%M %Z}; run the playbook again then"
+            self.overridden = at < opens
+        if gate.confirm and not ask(gate.confirm.format(**self.values)):
+            return "waiting", f"gate '{step.id}' is waiting for confirmation; run the playbook again to continue"
+        return None
 
 
 def _at_or_after(book: Playbook, step_id: str, since: str) -> bool:
@@ -380,4 +463,6 @@ def status(store) -> list[dict]:
             entry["state"] = f"failed at {record.details['step']}"
         elif record.action == "playbook.finish":
             entry["state"] = "finished"
+        elif record.action == "playbook.cancel":
+            entry["state"] = "cancelled"
     return list(runs.values())

@@ -18,7 +18,8 @@ EXISTING = "existing role"
 EXISTING_SET = "existing roles"
 COMBINED = "roles + extras"
 NEW = "new role"
-ASKED, MODEL, PEERS = "asked", "model", "peers"
+RULE = "rule"
+ASKED, MODEL, PEERS, NESTED = "asked", "model", "peers", "through nesting"
 
 
 class ProposalError(RbacMigrateError):
@@ -83,6 +84,11 @@ class Proposals:
     evidence: tuple[Evidence, ...]
     not_copied: tuple[Evidence, ...]
     proposals: tuple[Proposal, ...]
+    nested: tuple[Evidence, ...] = ()  # grants the request reaches through nesting, beyond those named
+
+    def holds(self, proposal: Proposal) -> bool:
+        """Whether the joiner already holds every role of the proposal."""
+        return bool(proposal.roles) and all(self.request.joiner in r.holders for r in proposal.roles)
 
     def phrase(self, evidence: Evidence) -> str:
         """'4 of 5 Finance / Accountant', the way the service desk reads evidence."""
@@ -97,14 +103,25 @@ class Proposals:
         raise ProposalError(f"there is no proposal {number}: 'joiner propose' numbers them 1 to {len(self.proposals)}")
 
 
-def propose(graph: GroupGraph, request: Request, roles: Iterable[KnownRole], taken: Collection[str]) -> Proposals:
-    """Proposals in order of fit: exact existing roles; existing roles plus extras; a new role."""
+def propose(
+    graph: GroupGraph,
+    request: Request,
+    roles: Iterable[KnownRole],
+    taken: Collection[str],
+    ruled: Iterable[KnownRole] = (),
+) -> Proposals:
+    """Proposals in order of fit: roles whose assignment rule matches the joiner; exact existing roles;
+    existing roles plus extras; a new role."""
     requested, evidence, not_copied = _requested(graph, request)
     wanted = graph.grants_of(requested)
     movable = graph.reaching_all(wanted) - graph.disabled - {request.joiner}
     roles = sorted(roles, key=lambda r: r.name.lower())
-    found: list[tuple] = [
-        (EXISTING, (role,), frozenset(), None, len(movable - role.holders)) for role in roles if role.grants == wanted
+    ruled = sorted(ruled, key=lambda r: r.name.lower())
+    found: list[tuple] = [(RULE, (role,), frozenset(), None, len(movable - role.holders)) for role in ruled]
+    found += [
+        (EXISTING, (role,), frozenset(), None, len(movable - role.holders))
+        for role in roles
+        if role.grants == wanted and role not in ruled
     ]
     if not found:
         combo, extras = _combine(roles, requested, wanted)
@@ -118,7 +135,14 @@ def propose(graph: GroupGraph, request: Request, roles: Iterable[KnownRole], tak
         Proposal(number, kind, combo, extras, name, requested, count)
         for number, (kind, combo, extras, name, count) in enumerate(found, start=1)
     )
-    return Proposals(request, requested, evidence, not_copied, proposals)
+    return Proposals(request, requested, evidence, not_copied, proposals, _nested(graph, request, wanted - requested))
+
+
+def _nested(graph: GroupGraph, request: Request, grants: Collection[int]) -> tuple[Evidence, ...]:
+    """Evidence for the grants that come with the request through nesting: the role gives them too."""
+    peers = request.peers - {request.joiner}
+    ordered = sorted(grants, key=lambda g: graph.name(g).lower())
+    return tuple(Evidence(g, len(graph.reaching(g, peers)) if peers else 0, len(peers), NESTED) for g in ordered)
 
 
 def _requested(graph: GroupGraph, request: Request) -> tuple[frozenset[int], tuple[Evidence, ...], tuple]:

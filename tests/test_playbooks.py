@@ -148,3 +148,47 @@ def test_orphan_audit_playbook_writes_reports_and_verifies(org, tmp_path):
     assert "<html" in (out / "orphans.html").read_text().lower()
     assert (out / "orphans.csv").read_text().splitlines()[0].startswith("category")
     assert "intact" in result.err + result.out
+
+
+def test_dry_run_fills_variables_into_gates(tmp_path):
+    result = run(["playbook", "run", WAVES, "--dry-run", "--var", f"role={ROLE}", "--var", "ticket=CHG-9"], {})
+    assert result.code == 0, result.err
+    assert f"gate-1: gate: confirm 'Wave 1 of {ROLE} is done." in result.out and "wait 1d" in result.out
+    assert "{" not in result.out
+
+
+def test_an_open_runs_gate_holds_against_other_variables(org):
+    first = _waves(org, "--var", "soak=1h", "--yes")
+    assert first.code == 5, first.err
+    bypass = _waves(org, "--var", "soak=0s", "--yes")
+    run_id = json.loads(org.run("playbook", "status", "--format", "json").out)[0]["run"]
+    assert_one_line_error(bypass, f"run {run_id} of migrate-role-in-waves is still open", "--var soak=1h", "cancel")
+    other_ticket = org.run("playbook", "run", WAVES, "--var", f"role={ROLE}", "--var", "ticket=X", "--yes")
+    assert other_ticket.code == 1 and "still open" in other_ticket.err
+    assert [len(b.plan["units"]) for b in open_store(org.store_url).batches()] == [1]
+    again = _waves(org, "--var", "soak=1h", "--yes")  # the same call resumes and still waits
+    assert again.code == 5 and "gate 'gate-1' opens at" in again.err
+
+    assert_one_line_error(org.run("playbook", "cancel", "nope", "--reason", "x"), "there is no playbook run 'nope'")
+    cancelled = org.run("playbook", "cancel", run_id, "--reason", "plan changed", "--ticket", "CHG-10")
+    assert cancelled.code == 0, cancelled.err
+    records = open_store(org.store_url).audit_records()
+    assert [(r.details.get("reason"), r.ticket) for r in records if r.action == "playbook.cancel"] == [
+        ("plan changed", "CHG-10")
+    ]
+    rows = json.loads(org.run("playbook", "status", "--format", "json").out)
+    assert rows[0]["state"] == "cancelled"
+    fresh = _waves(org, "--var", "soak=0s", "--yes")
+    assert fresh.code == 0, fresh.err
+
+
+def test_override_gate_opens_one_wait_early_and_is_audited(org):
+    assert _waves(org, "--var", "soak=1h", "--yes").code == 5
+    opened = _waves(org, "--var", "soak=1h", "--yes", "--override-gate", "first user checked by phone")
+    assert opened.code == 5, opened.err
+    assert "gate 'gate-2' opens at" in opened.err  # gate-1 opened early, gate-2 waits again
+    assert [len(b.plan["units"]) for b in open_store(org.store_url).batches()] == [1, 3]
+    records = open_store(org.store_url).audit_records()
+    assert [(r.details["step"], r.details["reason"]) for r in records if r.action == "playbook.override"] == [
+        ("gate-1", "first user checked by phone")
+    ]

@@ -282,3 +282,34 @@ def test_generated_org_candidates_match_the_generators_ground_truth(sample):
         }
         assert {snap.entries[c.user].name for c in found.safe} == expected, role_name
         assert all(c.share <= 1 for c in found.safe)
+
+
+def test_evidence_names_the_grants_nesting_brings_along():
+    org = finance(
+        {"ledger-archive": (GRANT, ["ledger"]), "role-fin": (ROLE, [])},
+        ledger=["a1", "a2", "a3", "a4", "a5", "role-fin"],
+        ap=["a1", "a2", "a3", "a4", "role-fin"],
+    )
+    found = org.propose("new")
+    assert org.names(found.requested) == {"ledger", "ap"}
+    assert [(org.graph.name(e.grant), e.holding, e.source) for e in found.nested] == [
+        ("ledger-archive", 5, "through nesting")
+    ]
+    role = found.proposals[0].roles[0]
+    assert org.names(role.grants) == {"ledger", "ap", "ledger-archive"}
+
+
+def test_a_role_whose_rule_matches_comes_first_and_says_when_it_is_held():
+    org = finance(
+        {"role-fin": (ROLE, ["new"]), "role-ledger": (ROLE, [])},
+        ledger=["a1", "a2", "a3", "a4", "a5", "role-fin", "role-ledger"],
+        ap=["a1", "a2", "a3", "a4", "role-fin"],
+    )
+    roles = org.roles()
+    ruled = [r for r in roles if r.name == "role-ledger"]
+    found = propose(org.graph, org.request("new"), roles, set(), ruled)
+    assert [(p.kind, [r.name for r in p.roles]) for p in found.proposals] == [
+        ("rule", ["role-ledger"]),
+        (EXISTING, ["role-fin"]),
+    ]
+    assert [found.holds(p) for p in found.proposals] == [False, True]

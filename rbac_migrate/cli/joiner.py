@@ -8,7 +8,7 @@ from .. import connections
 from ..roles import query as roles_query
 from . import pass_app
 from .render import emit, format_option, note, table
-from .roles import asker, report, write_options
+from .roles import asker, check_ticket, report, split_grants, write_options
 
 
 @click.group("joiner")
@@ -24,7 +24,11 @@ def _request_options(func):
         help="A grant is typical of the job when at least this share of peers hold it.",
     )(func)
     func = click.option(
-        "--grant", "grants", multiple=True, metavar="G", help="Grant asked for (cn or DN); repeatable."
+        "--grant",
+        "grants",
+        multiple=True,
+        metavar="G",
+        help="Grant asked for (cn or DN); repeatable or comma-separated.",
     )(func)
     return click.option("--like", metavar="MODEL", help="Copy what this user was given (rare grants left out).")(func)
 
@@ -46,9 +50,14 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
       rbac-migrate joiner propose jsmith --like mjones
     """
     store = connections.store_for(app.settings)
-    found = roles_query.propose(app.settings, store, user, like, grants, min_share, snapshot, app.prompt)
+    found = roles_query.propose(app.settings, store, user, like, split_grants(grants), min_share, snapshot, app.prompt)
     document = _document(found)
     note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
+    for row in document["proposals"]:
+        if row["already_held"]:
+            note(f"{found.joiner.name} already holds {', '.join(row['roles'])} (proposal {row['number']})")
+    document["kept_as"] = roles_query.keep_proposals(store, found)
+    note(f"'rbac-migrate joiner onboard {user} --proposal N' carries out proposal N exactly as shown here")
     if fmt == "json":
         emit([], "json", document=document)
     else:
@@ -66,6 +75,8 @@ def _document(found) -> dict:
             "new_role": p.new_role,
             "grants": sorted(name(g) for g in p.grants),
             "extras": sorted(name(g) for g in p.extras),
+            "gives": _gives(found, p),
+            "already_held": result.holds(p),
             "movable": p.movable,
         }
         for p in result.proposals
@@ -76,9 +87,16 @@ def _document(found) -> dict:
         "peer_group": request.peer_label,
         "peers": len(request.peers - {request.joiner}),
         "proposals": proposals,
-        "evidence": [_evidence(result, e, name) for e in result.evidence],
+        "evidence": [_evidence(result, e, name) for e in (*result.evidence, *result.nested)],
         "not_copied": [_evidence(result, e, name) for e in result.not_copied],
     }
+
+
+def _gives(found, proposal) -> list[str]:
+    """Every grant the proposal gives, nesting included."""
+    graph = found.graph
+    grants = set(proposal.extras) | {g for r in proposal.roles for g in r.grants} or set(proposal.grants)
+    return sorted(graph.name(g) for g in graph.grants_of(g for g in grants if g in graph.groups))
 
 
 def _evidence(result, evidence, name) -> dict:
@@ -95,7 +113,8 @@ def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict])
     for row in proposals:
         row["role"] = row["new_role"] or ", ".join(row["roles"])
         row["could move later"] = row["movable"]
-    table(proposals, ["number", "kind", "role", "extras", "could move later"])
+        row["note"] = "already held" if row["already_held"] else ""
+    table(proposals, ["number", "kind", "role", "extras", "could move later", "note"])
     click.echo("\nevidence:")
     table(evidence, ["grant", "source", "evidence"])
     if not_copied:
@@ -109,9 +128,10 @@ def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict])
 @click.option("--new-role", metavar="NAME", help="Create this role with the --grant grants, then give it.")
 @click.option("--proposal", type=int, metavar="N", help="Carry out proposal N of 'joiner propose'.")
 @_request_options
+@click.option("--confirm-mismatch", is_flag=True, help="Give the role though its holders share no peer attribute.")
 @write_options
 @pass_app
-def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket, yes) -> None:
+def onboard(app, user, role, new_role, proposal, like, grants, min_share, confirm_mismatch, ticket, yes) -> None:
     """Give USER a role, creating it if needed; running it again changes nothing.
 
     \b
@@ -120,6 +140,7 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket
     """
     from ..roles import commands as roles_api
 
+    check_ticket(app, ticket)
     store = connections.store_for(app.settings)
     outcome = roles_api.onboard(
         app.settings,
@@ -127,13 +148,14 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, ticket
         user,
         role=role,
         new_role=new_role,
-        grants=grants,
+        grants=split_grants(grants),
         proposal=proposal,
         like=like,
         min_share=min_share,
         ticket=ticket,
         ask=asker(yes),
         prompt=app.prompt,
+        confirm_mismatch=confirm_mismatch,
     )
     report(outcome, f"onboarded {user}: " + "; ".join(outcome.plan.lines))
 

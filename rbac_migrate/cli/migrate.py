@@ -102,9 +102,52 @@ def apply_plan_file(app, plan_file: str, ticket, yes) -> None:
     def ask(plan) -> None:
         confirm(_question(plan), yes, tabulate_rows(migration.plan_rows(plan)))
 
+    check_approved(app, store, plan_file)
     batch = migration.apply_file(app.settings, store, plan_file, ticket, note, app.prompt, ask)
+    if batch.kind.startswith("role-"):
+        from ..roles.commands import catalogue_after_apply
+
+        catalogue_after_apply(app.settings, store, batch, ticket, app.prompt)
     note(f"batch {batch.id} applied: {batch.message}")
     click.echo(batch.id)
+
+
+def check_approved(app, store, plan_file: str) -> None:
+    """With require_approval, only a plan file another operator approved is applied."""
+    if not app.settings.values.get("require_approval"):
+        return
+    from ..store import approvals
+
+    _, digest = migration.read_plan_file(store, plan_file)
+    if approvals.approval(store, digest) is None:
+        raise UsageError(
+            f"{plan_file} is not approved: this store requires approval (require_approval: true); "
+            f"another operator runs 'rbac-migrate migrate approve {plan_file}' first"
+        )
+
+
+@migrate_group.command("approve")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ticket", help="Change ticket reference, kept in the audit log.")
+@pass_app
+def approve_cmd(app, plan_file, ticket) -> None:
+    """Approve a plan file for apply (four eyes): the approver must not be the operator who planned it.
+
+    \b
+    Example:
+      rbac-migrate migrate approve wave1.json --ticket CHG-1042
+    """
+    from ..audit import new_record, operator
+    from ..store import approvals
+
+    store = connections.store_for(app.settings)
+    changes, digest = migration.read_plan_file(store, plan_file)
+    planner, me = approvals.planner(store, digest), operator()
+    if planner == me:
+        raise UsageError(f"{plan_file} was planned by {me}: another operator must approve it (four eyes)")
+    approvals.approve(store, digest, me, ticket)
+    store.audit(new_record("plan.approve", plan_file, ticket, digest=digest, planner=planner, title=changes.title))
+    note(f"{plan_file} ({changes.title}) approved by {me}; planned by {planner}")
 
 
 def require_ticket(app, ticket) -> None:
@@ -138,6 +181,9 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, 
     if not yes:
         raise UsageError("applying without a reviewed plan file needs --yes")
     require_ticket(app, ticket)
+    from .roles import refuse_unapproved_write
+
+    refuse_unapproved_write(app)
     try:
         plan, _ = _make_plan(app, role, users, batch_size, allow_gain, no_refresh)
     except migration.NothingToMigrate as exc:
@@ -190,7 +236,11 @@ def resume_cmd(app, batch, yes) -> None:
 @format_option()
 @pass_app
 def status_cmd(app, fmt) -> None:
-    """Per role: holders, users migrated, direct grants remaining, batches.
+    """Per role: holders, holders still holding a grant of the role directly, users migrated, batches.
+
+    The counts are those of 'report progress': holders are enabled users holding the role in the
+    latest snapshot; still_direct counts holders (users, not grants) who still hold at least one
+    grant the role gives directly; migrated counts users of applied migration batches.
 
     \b
     Example:
@@ -199,7 +249,11 @@ def status_cmd(app, fmt) -> None:
     store = connections.store_for(app.settings)
     _warn_unfinished(store)
     rows = [vars(r) for r in migration.status(store)]
-    emit(rows, fmt, ["role", "holders", "migrated", "direct_remaining", "batches"])
+    note(
+        "holders: enabled users holding the role (latest snapshot); still_direct: holders who still hold "
+        "a grant the role gives directly; migrated: users moved by applied batches"
+    )
+    emit(rows, fmt, ["role", "holders", "still_direct", "migrated", "batches", "state"])
 
 
 @click.command("rollback")

@@ -51,26 +51,82 @@ def role_group() -> None:
 
 
 @role_group.command("create")
-@click.argument("name")
-@click.option("--grant", "grants", multiple=True, metavar="G", help="Grant group (cn or DN); repeatable.")
+@click.argument("name", required=False)
+@click.option(
+    "--grant", "grants", multiple=True, metavar="G", help="Grant group (cn or DN); repeatable or comma-separated."
+)
 @click.option("--from-user", metavar="USER", help="Copy this user's direct grants and role grants instead.")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(dir_okay=False),
+    help="Create every role of a roles file (role mine -o).",
+)
 @click.option("--description", help="What the role is for.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="With --from-file: write the change set as a plan."
+)
 @write_options
 @pass_app
-def create(app, name, grants, from_user, description, ticket, yes) -> None:
+def create(app, name, grants, from_user, from_file, description, output, ticket, yes) -> None:
     """Create role NAME under the role base and nest it into each of its grant groups.
+
+    With --from-file, every role of a reviewed roles file is created as one change set: one
+    batch, undone by one 'rbac-migrate rollback N'; -o writes that change set for review instead.
 
     \b
     Example:
       rbac-migrate role create role-finance-analyst --grant fin-ledger-read --grant fin-share
+      rbac-migrate role create --from-file roles.json -o create-roles.json
     """
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
+    if from_file:
+        if name or grants or from_user or description:
+            raise UsageError(
+                "--from-file takes the roles, their grants and descriptions from the file: give nothing else"
+            )
+        _create_from_file(app, store, from_file, output, ticket, yes)
+        return
+    if not name:
+        raise UsageError("name the role to create, or give --from-file FILE")
+    if output:
+        raise UsageError("-o goes with --from-file")
+    check_ticket(app, ticket)
     outcome = roles_api.role_create(
-        app.settings, store, name, grants, description, from_user, ticket, asker(yes), app.prompt
+        app.settings, store, name, split_grants(grants), description, from_user, ticket, asker(yes), app.prompt
     )
     report(outcome, f"created role {name}")
+
+
+def _create_from_file(app, store, path, output, ticket, yes) -> None:
+    from ..roles import bulk
+
+    if not output:
+        check_ticket(app, ticket)
+    outcome = bulk.create_many(app.settings, store, path, output, ticket, asker(yes), app.prompt)
+    if output:
+        for line in outcome.plan.lines:
+            note(f"  {line}")
+        note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
+    else:
+        count = len(outcome.plan.changes.units)
+        report(outcome, f"created {count} roles from {path}")
+
+
+def split_grants(values) -> list[str]:
+    """Grants given repeatable or comma-separated; a DN (it holds '=') is one grant, commas and all."""
+    found = []
+    for value in values or ():
+        found += [value.strip()] if "=" in value else [v.strip() for v in value.split(",") if v.strip()]
+    return found
+
+
+def check_ticket(app, ticket) -> None:
+    from .migrate import require_ticket
+
+    require_ticket(app, ticket)
 
 
 @role_group.command("list")
@@ -124,6 +180,8 @@ def show(app, name, fmt) -> None:
         for e in detail.history
     ]
     rows += [{"what": "drift", "name": d, "detail": "snapshot differs from the catalogue"} for d in detail.drift]
+    if detail.rule:
+        rows.insert(0, {"what": "rule", "name": _rule_text(detail.rule), "detail": "users it matches get the role"})
     holders = "not in the snapshot" if s.holder_count is None else s.holder_count
     state = "deleted" if s.deleted else "managed" if s.managed else "not managed by rbac-migrate"
     note(f"{s.name} ({s.dn}): {len(s.grants)} grants, holders: {holders}, {state}")
@@ -137,12 +195,114 @@ def show(app, name, fmt) -> None:
         "grants": list(s.grants),
         "holders": None if s.holder_count is None else list(s.holders),
         "drift": detail.drift,
+        "rule": dict(detail.rule) if detail.rule else None,
         "history": [
             {"at": e.at, "operator": e.operator, "action": e.action, "ticket": e.ticket, "details": e.details}
             for e in detail.history
         ],
     }
     emit(rows, fmt, ["what", "name", "detail"], document=document)
+
+
+def _rule_text(rule) -> str:
+    return " ".join(f"{name}={value}" for name, value in rule.items())
+
+
+@role_group.group("rule")
+def rule_group() -> None:
+    """Assignment rules: the peer-attribute values that make a user a natural holder of a role."""
+
+
+@rule_group.command("set")
+@click.argument("role")
+@click.argument("pairs", nargs=-1, required=True, metavar="ATTRIBUTE=VALUE...")
+@pass_app
+def rule_set(app, role, pairs) -> None:
+    """Give ROLE an assignment rule on peer attributes (replacing any earlier one); 'role sync' applies it.
+
+    \b
+    Example:
+      rbac-migrate role rule set role-finance-accountant departmentNumber=Finance title=Accountant
+    """
+    from ..audit import new_record
+    from ..roles import bulk
+
+    store = connections.store_for(app.settings)
+    role_dn, rule = bulk.set_rule(app.settings, store, role, pairs)
+    store.audit(new_record("role.rule", role_dn, None, rule=rule))
+    note(
+        f"{first_value(role_dn)}: users with {_rule_text(rule)} get it with "
+        f"'rbac-migrate role sync {first_value(role_dn)}'"
+    )
+
+
+@rule_group.command("remove")
+@click.argument("role")
+@pass_app
+def rule_remove(app, role) -> None:
+    """Take ROLE's assignment rule away; its holders keep the role.
+
+    \b
+    Example:
+      rbac-migrate role rule remove role-finance-accountant
+    """
+    from ..audit import new_record
+    from ..roles import bulk
+
+    store = connections.store_for(app.settings)
+    role_dn = bulk.role_in_store(store, role)
+    if not store.roles.remove_rule(role_dn):
+        raise UsageError(f"role {first_value(role_dn)} has no assignment rule")
+    store.audit(new_record("role.rule.remove", role_dn, None))
+    note(f"{first_value(role_dn)} has no assignment rule now")
+
+
+@role_group.command("sync")
+@click.argument("role")
+@click.option("--batch-size", type=click.IntRange(1), help="Add at most N users this time [max_batch_size].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the change set as a plan for review.")
+@write_options
+@format_option()
+@pass_app
+def sync(app, role, batch_size, output, ticket, yes, fmt) -> None:
+    """Give ROLE to the next users its rule matches; list holders who no longer match (movers), unchanged.
+
+    \b
+    Example:
+      rbac-migrate role sync role-finance-accountant --batch-size 5 -o sync.json
+      rbac-migrate role sync role-finance-accountant --batch-size 5 --ticket CHG-12 --yes
+    """
+    from ..roles import bulk
+
+    if not output:
+        check_ticket(app, ticket)
+        refuse_unapproved_write(app)
+    store = connections.store_for(app.settings)
+    found, outcome = bulk.sync(app.settings, store, role, batch_size, output, ticket, asker(yes), app.prompt)
+    name = first_value(found.plan.role_dn)
+    rows = [{"user": u.name, "change": "add", "why": _rule_text(found.rule)} for u in found.adding]
+    rows += [{"user": u.name, "change": "review: no longer matches", "why": _rule_text(u.attrs)} for u in found.movers]
+    rows += [{"user": s.split(":", 1)[0], "change": "left alone", "why": s.split(": ", 1)[1]} for s in found.skipped]
+    emit(rows, fmt, ["user", "change", "why"])
+    note(
+        f"{name} ({_rule_text(found.rule)}): {len(found.adding)} to add, {found.waiting} left for later batches, "
+        f"{len(found.movers)} movers to review"
+    )
+    if outcome is None:
+        note("nothing to do: every user the rule matches holds the role")
+    elif output:
+        note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
+    else:
+        report(outcome, f"gave {name} to {len(found.adding)} users")
+
+
+def refuse_unapproved_write(app) -> None:
+    """With require_approval, a write goes through a plan file a second operator approved."""
+    if app.settings.values.get("require_approval"):
+        raise UsageError(
+            "this store requires approval (require_approval: true): write a plan with -o FILE, have another "
+            "operator approve it with 'rbac-migrate migrate approve FILE', then 'rbac-migrate apply FILE'"
+        )
 
 
 def _event(details: dict) -> str:
@@ -171,7 +331,8 @@ def add_grant(app, role, grants, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    outcome = roles_api.role_add_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
+    check_ticket(app, ticket)
+    outcome = roles_api.role_add_grant(app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt)
     report(outcome, f"{role} now grants {', '.join(grants)}")
 
 
@@ -190,7 +351,10 @@ def remove_grant(app, role, grants, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    outcome = roles_api.role_remove_grant(app.settings, store, role, grants, ticket, asker(yes), app.prompt)
+    check_ticket(app, ticket)
+    outcome = roles_api.role_remove_grant(
+        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt
+    )
     report(outcome, f"{role} no longer grants {', '.join(grants)}")
 
 
@@ -208,6 +372,7 @@ def delete(app, role, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
+    check_ticket(app, ticket)
     report(roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt), f"deleted role {role}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import changeset as cs
@@ -17,7 +16,7 @@ from .. import dn as dnutil
 from ..access import AccessGraph, find_one, match_entries
 from ..audit import operator
 from ..config import Settings
-from ..model import GRANT, ROLE, USER, Batch
+from ..model import ROLE, USER, Batch
 from ..store.journal import holder_alive
 from .batches import RollbackReport, execute, journal_rows, mark_created, resume, rollback
 from .engine import Engine, MigrationError
@@ -271,30 +270,8 @@ def verify_plan(settings: Settings, path: str, prompt=None) -> list[str]:
     return problems
 
 
-@dataclass
-class RoleProgress:
-    role: str
-    holders: int
-    migrated: int
-    direct_remaining: int
-    batches: int
+def status(store) -> list:
+    """Per role, counted exactly as 'report progress' counts it (the same computation, latest snapshot only)."""
+    from ..reports.progress import progress_report
 
-
-def status(store) -> list[RoleProgress]:
-    """Per role: holders now, users migrated by batches, direct grants it could still absorb."""
-    snap = store.load_snapshot()
-    graph = AccessGraph(snap)
-    batches = store.batches()
-    rows = []
-    for role in snap.of_kind(ROLE):
-        provides = graph.effective_grants(role.idx)
-        holders = [m for m in snap.members.get(role.idx, ()) if graph.by_idx[m].kind == USER]
-        remaining = sum(1 for user in holders for group in graph.direct_groups(user, GRANT) if group.idx in provides)
-        mine = [
-            b
-            for b in batches
-            if b.kind == "migrate" and b.role_dn and dnutil.normalize(b.role_dn) == dnutil.normalize(role.dn)
-        ]
-        migrated = sum(len(b.plan.get("units", [])) for b in mine if b.status == "applied")
-        rows.append(RoleProgress(role.name, len(holders), migrated, remaining, len(mine)))
-    return rows
+    return progress_report([store.load_snapshot()], store.migration_batches()).roles

@@ -261,3 +261,9 @@ def _common_prefix(grants: Collection[str]) -> list[str]:
     """The first word the grant names share ('fin-ledger-read', 'fin-ap-read' → 'fin'), or []."""
     heads = {re.split(r"[-_. ]", g, maxsplit=1)[0].lower() for g in grants}
     return list(heads) if len(heads) == 1 else []
+
+
+def matches(rule: Mapping[str, str], attrs: Mapping[str, str]) -> bool:
+    """Whether a user's peer attributes satisfy an assignment rule (values compared without case)."""
+    lowered = {k.lower(): str(v).strip().lower() for k, v in attrs.items()}
+    return bool(rule) and all(lowered.get(k.lower()) == str(v).strip().lower() for k, v in rule.items())

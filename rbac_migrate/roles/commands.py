@@ -294,39 +294,39 @@ def onboard(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    confirm_mismatch: bool = False,
 ) -> Outcome:
-    """Give a joiner a role (creating it if needed); running it again changes nothing."""
+    """Give a joiner a role (creating it if needed); running it again changes nothing.
+
+    ``proposal`` carries out proposal N as 'joiner propose' last showed it for this user.
+    """
+    from .onboarding import check_peers, stored_target
+
     if sum(x is not None for x in (role, new_role, proposal)) != 1:
         raise UsageError("give exactly one of --role R, --new-role NAME or --proposal N")
     if new_role is not None and not grants:
         raise UsageError("--new-role needs the role's grants: --grant G (repeatable)")
     if role is not None and (grants or like):
         raise UsageError("--grant and --like go with --new-role or --proposal, not --role")
+    if proposal is not None and (grants or like):
+        raise UsageError("--proposal N carries out what 'joiner propose' showed: give --grant and --like to propose")
     settings.require("url", "user_base", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         joiner = live.find_user(directory, settings, user)
         if not joiner.enabled:
             raise RoleCommandError(f"user {joiner.name} is disabled: only active accounts are onboarded")
+        build = _Builder(directory, settings)
         if role is not None:
             target = OnboardTarget(roles=(live.find_group(directory, settings, role, ROLE),))
         elif new_role is not None:
             target = OnboardTarget(new_role=check_role_name(new_role), new_grants=tuple(grants))
         else:
-            target = _from_proposal(settings, store, joiner, proposal, like, grants, min_share)
-        plan = _onboard_plan(_Builder(directory, settings), joiner, target)
+            target = stored_target(store, build.view, joiner, proposal)
+        if not confirm_mismatch:
+            for role_dn in target.roles:
+                check_peers(build, joiner, role_dn)
+        plan = _onboard_plan(build, joiner, target)
         return _run(settings, store, directory, plan, ticket, ask)
-
-
-def _from_proposal(settings, store, joiner, number, like, grants, min_share) -> OnboardTarget:
-    from ..proposals import NEW
-    from .query import propose
-
-    found = propose(settings, store, joiner, like=like, grants=grants, min_share=min_share)
-    chosen = found.result.get(number)
-    dn_of = found.graph.groups
-    if chosen.kind == NEW:
-        return OnboardTarget(new_role=chosen.new_role, new_grants=tuple(dn_of[g].dn for g in sorted(chosen.grants)))
-    return OnboardTarget(roles=tuple(r.dn for r in chosen.roles), extras=tuple(dn_of[g].dn for g in chosen.extras))
 
 
 def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget) -> RolePlan:
@@ -401,18 +401,35 @@ def rebuild(settings: Settings, view, changes: cs.ChangeSet) -> cs.ChangeSet:
         return _create_plan(
             build, check_role_name(wanted["name"]), [str(g) for g in wanted["grants"]], wanted.get("description")
         ).changes
-    raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
+    from .bulk import rebuild as rebuild_bulk
+
+    found = rebuild_bulk(settings, build, changes)
+    if found is None:
+        raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
+    return found
 
 
 def catalogue_after_rollback(store: Store, directory, settings: Settings, batch: Batch, ticket: str | None) -> None:
     """The catalogue follows the directory back: each role the batch touched, as it is now."""
+    _catalogue_follows(store, directory, settings, batch, ticket, "rolled back")
+
+
+def catalogue_after_apply(settings: Settings, store: Store, batch: Batch, ticket: str | None, prompt=None) -> None:
+    """After a role plan file was applied: the catalogue records each role it touched, as it is now."""
+    with directory_for(settings, prompt) as directory:
+        _catalogue_follows(store, directory, settings, batch, ticket, "applied from a plan file")
+
+
+def _catalogue_follows(store: Store, directory, settings: Settings, batch: Batch, ticket, action: str) -> None:
     touched = {s.group_dn for s in batch.steps if s.is_entry} | ({batch.role_dn} if batch.role_dn else set())
     updates = []
     for role_dn in sorted(dn for dn in touched if live.kind_of(settings, dn) == ROLE):
-        exists = directory.read_entry(role_dn, ["1.1"]) is not None
-        grants = tuple(live.groups_holding(directory, settings, role_dn, GRANT)) if exists else ()
-        event = ("rolled back", {"batch": batch.id})
-        state = ACTIVE if exists else DELETED
-        updates.append(RoleUpdate(dnutil.first_value(role_dn), role_dn, grants, state=state, events=(event,)))
+        attrs = directory.read_entry(role_dn, ["description"])
+        grants = tuple(live.groups_holding(directory, settings, role_dn, GRANT)) if attrs is not None else ()
+        event = (action, {"batch": batch.id})
+        state = ACTIVE if attrs is not None else DELETED
+        description = (attrs or {}).get("description", [None])[0]
+        name = dnutil.first_value(role_dn)
+        updates.append(RoleUpdate(name, role_dn, grants, state=state, description=description, events=(event,)))
     if updates:
         store.roles.record(updates, ticket, batch.id)

@@ -75,9 +75,14 @@ def find_user(directory, settings: Settings, name: str) -> LiveUser:
     dn, attrs = found[0]
     disabled_filter = f"(&{user_filter}{as_filter(settings.disabled_filter, 'disabled_filter')})"
     disabled = any(True for _ in directory.search(dn, disabled_filter, ["1.1"], scope="base", paged=False))
+    return live_user(settings, dn, attrs, not disabled)
+
+
+def live_user(settings: Settings, dn: str, attrs: dict[str, list[str]], enabled: bool) -> LiveUser:
+    """A user from an entry read with the id attribute and the peer attributes."""
     peers = {label: attrs[label.lower()][0] for label in settings.peer_attributes if attrs.get(label.lower())}
     user_id = (attrs.get(settings.id_attribute.lower()) or [dnutil.first_value(dn)])[0]
-    return LiveUser(dn, user_id, not disabled, peers)
+    return LiveUser(dn, user_id, enabled, peers)
 
 
 def find_group(directory, settings: Settings, name: str, kind: str) -> str:
@@ -186,3 +191,25 @@ def names(dns: Iterable[str], limit: int = 10) -> str:
     shown = [dnutil.first_value(dn) for dn in dns]
     text = ", ".join(shown[:limit])
     return text if len(shown) <= limit else f"{text} and {len(shown) - limit} more"
+
+
+def users_with(directory, settings: Settings, attrs: dict[str, str], any_of: bool = False) -> list[LiveUser]:
+    """Users whose peer attributes have all (or with ``any_of``, any) of these values, as they are now."""
+    from ..directory import escape_filter_chars
+
+    if not attrs:
+        return []
+    user_filter = as_filter(settings.user_filter, "user_filter")
+    terms = "".join(f"({name}={escape_filter_chars(value)})" for name, value in attrs.items())
+    wanted = f"(|{terms})" if any_of else terms
+    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
+    disabled = {
+        dnutil.normalize(dn)
+        for dn, _ in directory.search(settings.user_base, f"(&{user_filter}{disabled_filter}{wanted})", ["1.1"])
+    }
+    found = []
+    for dn, values in directory.search(
+        settings.user_base, f"(&{user_filter}{wanted})", [settings.id_attribute, *settings.peer_attributes]
+    ):
+        found.append(live_user(settings, dn, values, dnutil.normalize(dn) not in disabled))
+    return sorted(found, key=lambda u: (u.name.lower(), dnutil.normalize(u.dn)))

@@ -20,7 +20,7 @@ from ..connections import Prompt, directory_for
 from ..errors import NotFoundError, RbacMigrateError, UsageError
 from ..model import ACTIVE, DANGLING, DELETED, EXTERNAL, GRANT, ROLE, USER, Entry, RoleDefinition, RoleEvent, Snapshot
 from ..store import Store
-from .catalogue import Candidates, GroupGraph, MinedNames, rank_candidates
+from .catalogue import Candidates, GroupGraph, MinedNames, matches, rank_candidates
 
 if TYPE_CHECKING:
     from ..mining.jobs import JobMining
@@ -69,7 +69,34 @@ def propose(
         min_share=min_share,
         name_parts=tuple(joiner.attrs.values()),
     )
-    return JoinerProposals(info.id, joiner, graph, proposals.propose(graph, request, roles, taken))
+    rules = store.roles.rules()
+    ruled = [r for r in roles if matches(rules.get(dnutil.normalize(r.dn), (None, {}))[1], joiner.attrs)]
+    return JoinerProposals(info.id, joiner, graph, proposals.propose(graph, request, roles, taken, ruled))
+
+
+def keep_proposals(store: Store, found: JoinerProposals) -> int:
+    """Store the proposals as shown, with the grants each role gave then: onboarding carries out exactly these."""
+    graph = found.graph
+
+    def dns(grants) -> list[str]:
+        return sorted(graph.groups[g].dn for g in grants if g in graph.groups)
+
+    body = {
+        "user": found.joiner.dn,
+        "snapshot": found.snapshot_id,
+        "proposals": [
+            {
+                "number": p.number,
+                "kind": p.kind,
+                "roles": [{"name": r.name, "dn": r.dn, "grants": dns(r.grants)} for r in p.roles],
+                "new_role": p.new_role,
+                "grants": dns(p.grants),
+                "extras": dns(p.extras),
+            }
+            for p in found.result.proposals
+        ],
+    }
+    return store.roles.save_proposals(found.joiner.dn, found.snapshot_id, body)
 
 
 def _joiner(settings: Settings, store: Store, snapshot_id: int, user: str | LiveUser, prompt: Prompt | None) -> Entry:
@@ -178,6 +205,7 @@ class RoleDetail:
     snapshot_id: int | None
     history: list[RoleEvent]
     drift: list[str]
+    rule: Mapping[str, str] | None = None  # the assignment rule, if any
 
 
 def role_list(store: Store) -> tuple[int | None, list[RoleSummary]]:
@@ -204,7 +232,7 @@ def role_show(store: Store, name: str) -> RoleDetail:
     definition = definitions.get(dnutil.normalize(found.dn))
     history = store.roles.history(definition.id) if definition else []
     drift = _drift(found, definition) if found.managed else []
-    return RoleDetail(found, snap_id, history, drift)
+    return RoleDetail(found, snap_id, history, drift, store.roles.rule(found.dn))
 
 
 def _named(items: list, name: str) -> list:

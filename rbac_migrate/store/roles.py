@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, false, select, update
+from sqlalchemy import Text, cast, delete, false, select, update
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
 from ..audit import operator
 from ..model import ACTIVE, DANGLING, EXTERNAL, USER, RoleDefinition, RoleEvent, RoleUpdate
-from .schema import entry_versions, role_definitions, role_history
+from .schema import entry_versions, joiner_proposals, role_definitions, role_history, role_rules
 from .snapshots import valid_at
 
 if TYPE_CHECKING:
@@ -56,6 +56,49 @@ class RoleStore:
                 RoleEvent(row.at, row.operator, row.action, row.ticket, json.loads(row.details), row.change_id)
                 for row in conn.execute(query).all()
             ]
+
+    def set_rule(self, role_name: str, role_dn: str, attrs: Mapping[str, str]) -> None:
+        """Give a role its assignment rule, replacing any earlier one."""
+        key = dnutil.normalize(role_dn)
+        values = {"role_name": role_name, "attrs": _json(dict(attrs)), "operator": operator(), "updated_at": _now()}
+        with self.store.begin() as conn:
+            conn.execute(delete(role_rules).where(role_rules.c.role_dn == key))
+            conn.execute(role_rules.insert().values(role_dn=key, **values))
+
+    def remove_rule(self, role_dn: str) -> bool:
+        with self.store.begin() as conn:
+            gone = conn.execute(delete(role_rules).where(role_rules.c.role_dn == dnutil.normalize(role_dn)))
+        return bool(gone.rowcount)
+
+    def rules(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """Every assignment rule: normalised role DN -> (role name, attribute values)."""
+        with self.store.connect() as conn:
+            rows = conn.execute(select(role_rules)).all()
+        return {row.role_dn: (row.role_name, json.loads(row.attrs)) for row in rows}
+
+    def rule(self, role_dn: str) -> dict[str, str] | None:
+        found = self.rules().get(dnutil.normalize(role_dn))
+        return found[1] if found else None
+
+    def save_proposals(self, user_dn: str, snapshot_id: int | None, body: Mapping[str, Any]) -> int:
+        """Keep proposals as shown; returns their id."""
+        values = {
+            "user_dn": dnutil.normalize(user_dn),
+            "snapshot_id": snapshot_id,
+            "operator": operator(),
+            "created_at": _now(),
+            "body": _json(body),
+        }
+        with self.store.begin() as conn:
+            return conn.execute(joiner_proposals.insert().values(**values)).inserted_primary_key[0]
+
+    def latest_proposals(self, user_dn: str) -> tuple[int, datetime, dict[str, Any]] | None:
+        """The proposals last shown for this user: (id, when, body), or None."""
+        table = joiner_proposals.c
+        query = select(joiner_proposals).where(table.user_dn == dnutil.normalize(user_dn)).order_by(table.id.desc())
+        with self.store.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return (row.id, row.created_at, json.loads(row.body)) if row is not None else None
 
     def record(self, updates: Sequence[RoleUpdate], ticket: str | None, batch_id: int | None) -> None:
         """Update the catalogue and its history after a verified batch: all or nothing."""

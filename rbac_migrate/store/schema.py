@@ -271,3 +271,35 @@ findings_register = Table(
     Column("fixed_batch", Integer),
 )
 Index("ix_findings_register_status", findings_register.c.status)
+# Assignment rules (birthright roles): the peer-attribute values that make a user a natural holder
+# of a role, as a JSON object; one rule per role, replaced by the next 'role rule set'.
+role_rules = Table(
+    "role_rules",
+    metadata,
+    Column("role_dn", Text, primary_key=True),  # normalised
+    Column("role_name", Text, nullable=False),
+    Column("attrs", Text, nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+# Joiner proposals as shown, so 'joiner onboard --proposal N' carries out exactly what was shown.
+joiner_proposals = Table(
+    "joiner_proposals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_dn", Text, nullable=False),  # normalised
+    Column("snapshot_id", Integer),
+    Column("operator", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("body", Text, nullable=False),  # JSON: the proposals with the role grants they rest on
+)
+Index("ix_joiner_proposals_user", joiner_proposals.c.user_dn)
+# Four eyes: plan files approved by an operator other than their planner.
+plan_approvals = Table(
+    "plan_approvals",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("operator", Text, nullable=False),
+    Column("ticket", Text),
+    Column("approved_at", UTCDateTime(), nullable=False),
+)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 HERE = Path(__file__).parent
-HEAD = "0007_versioned_snapshots"  # the newest revision in versions/; a test checks it against Alembic's own view
+HEAD = "0008_roles_rules"  # the newest revision in versions/; a test checks it against Alembic's own view
 
 
 def config(connection: Connection | None = None):
