@@ -26,6 +26,10 @@ from tests.support.ad import AdOrg, admin_connection, delegate_member_writes, ex
 from tests.support.cli import assert_one_line_error, write_config
 from tests.support.samba import NeedsRootError, SambaDC, check_can_run
 from tests.support.skips import unavailable
+from tests.test_engine import (  # noqa: F401 - collected here again, against AD
+    test_every_kind_of_write_is_a_batch_that_rollback_undoes_exactly,
+    test_several_batches_roll_back_newest_first,
+)
 from tests.test_interruption import (  # noqa: F401 - collected here again, against AD
     apply_in_subprocess,
     kill_at_write_points,
@@ -53,6 +57,9 @@ from tests.test_migration import (  # noqa: F401 - collected here again, against
     test_unrelated_concurrent_changes_survive_apply_and_rollback,
     test_user_recreated_under_same_dn_is_drift,
     test_writes_need_confirmation_without_a_terminal,
+)
+from tests.test_remediation import (  # noqa: F401 - collected here again, against AD
+    test_every_leaver_grant_is_removed_in_small_batches_touching_nothing_else,
 )
 
 

@@ -22,7 +22,7 @@ def groups_state(org) -> dict[str, list[str]]:
     """Every group entry under the org with its member values, as ldapsearch prints them."""
     found = {}
     text = org.slapd.ldapsearch(
-        org.sample.base_dn, "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))", "member"
+        org.sample.base_dn, "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))", "member"
     )
     for record in text.split("\n\n"):
         lines = record.strip().splitlines()

@@ -7,6 +7,7 @@ import click
 from .. import connections
 from ..roles import query as roles_query
 from . import pass_app
+from .refresh import refresh, refresh_option
 from .render import emit, format_option, note, table
 from .roles import asker, check_ticket, report, split_grants, write_options
 
@@ -36,10 +37,11 @@ def _request_options(func):
 @joiner_group.command("propose")
 @click.argument("user")
 @_request_options
-@click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
-@format_option("table", "json")
+@click.option("--snapshot", default="latest", help="Snapshot id (default: a fresh one, read first).")
+@format_option("table", "json", "csv")
+@refresh_option
 @pass_app
-def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
+def propose(app, user, like, grants, min_share, snapshot, fmt, no_refresh) -> None:
     """Roles that fit USER, best first: an exact role, roles plus extras, or a new role; with evidence.
 
     Without --grant or --like, the access asked for is what most of the joiner's peers (same
@@ -50,6 +52,7 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
       rbac-migrate joiner propose jsmith --like mjones
     """
     store = connections.store_for(app.settings)
+    refreshed = refresh(app, store, no_refresh or snapshot != "latest")
     found = roles_query.propose(app.settings, store, user, like, split_grants(grants), min_share, snapshot, app.prompt)
     document = _document(found)
     note(f"{found.joiner.name} ({document['peer_group']}): {document['peers']} peers, snapshot {found.snapshot_id}")
@@ -60,8 +63,13 @@ def propose(app, user, like, grants, min_share, snapshot, fmt) -> None:
     note(f"'rbac-migrate joiner onboard {user} --proposal N' carries out proposal N exactly as shown here")
     if fmt == "json":
         emit([], "json", document=document)
+    elif fmt == "csv":
+        rows = [{**row, "role": row["new_role"] or ", ".join(row["roles"])} for row in document["proposals"]]
+        emit(rows, "csv", ["number", "kind", "role", "grants", "extras", "gives", "already_held", "movable"])
     else:
         _tables(document["proposals"], document["evidence"], document["not_copied"])
+    if snapshot == "latest":
+        note(refreshed)
 
 
 def _document(found) -> dict:

@@ -12,6 +12,7 @@ from ..dn import first_value
 from ..errors import UsageError
 from ..roles import query as roles_query
 from . import pass_app
+from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
 
 if TYPE_CHECKING:  # the write side (and ldap3 behind it) loads only for commands that write
@@ -263,8 +264,9 @@ def rule_remove(app, role) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the change set as a plan for review.")
 @write_options
 @format_option()
+@refresh_option
 @pass_app
-def sync(app, role, batch_size, output, ticket, yes, fmt) -> None:
+def sync(app, role, batch_size, output, ticket, yes, fmt, no_refresh) -> None:
     """Give ROLE to the next users its rule matches; list holders who no longer match (movers), unchanged.
 
     \b
@@ -278,6 +280,7 @@ def sync(app, role, batch_size, output, ticket, yes, fmt) -> None:
         check_ticket(app, ticket)
         refuse_unapproved_write(app)
     store = connections.store_for(app.settings)
+    refresh(app, store, no_refresh)
     found, outcome = bulk.sync(app.settings, store, role, batch_size, output, ticket, asker(yes), app.prompt)
     name = first_value(found.plan.role_dn)
     rows = [{"user": u.name, "change": "add", "why": _rule_text(found.rule)} for u in found.adding]
@@ -380,17 +383,20 @@ def delete(app, role, ticket, yes) -> None:
 @click.argument("role")
 @click.option("--max-missing", default=1, show_default=True, help="Near-misses lack at most this many grants.")
 @click.option("--limit", default=50, show_default=True, help="Near-misses shown at most (0: all).")
-@click.option("--snapshot", default="latest", help="Snapshot id (default: latest).")
+@click.option("--snapshot", default="latest", help="Snapshot id (default: a fresh one, read first).")
 @format_option()
+@refresh_option
 @pass_app
-def candidates(app, role, max_missing, limit, snapshot, fmt) -> None:
+def candidates(app, role, max_missing, limit, snapshot, fmt, no_refresh) -> None:
     """Users safe to move onto ROLE (nobody gains access), best explained first; near-misses apart.
 
     \b
     Example:
       rbac-migrate role candidates role-finance-analyst --format csv
     """
-    found = roles_query.candidates(connections.store_for(app.settings), role, max_missing, snapshot)
+    store = connections.store_for(app.settings)
+    refreshed = refresh(app, store, no_refresh or snapshot != "latest")
+    found = roles_query.candidates(store, role, max_missing, snapshot)
     result, graph = found.result, found.graph
     near = result.near[:limit] if limit else result.near
     shown = f" ({len(near)} shown)" if len(near) < len(result.near) else ""
@@ -414,6 +420,8 @@ def candidates(app, role, max_missing, limit, snapshot, fmt) -> None:
     grants = sorted(graph.name(g) for g in result.role_grants if g in graph.groups)
     document = {"role": found.role, "snapshot": found.snapshot_id, "grants": grants, "candidates": safe}
     emit(rows, fmt, ["user", "fit", "explains", "lacks"], document={**document, "near_misses": misses})
+    if snapshot == "latest":
+        note(refreshed)
 
 
 @role_group.command("mine")
