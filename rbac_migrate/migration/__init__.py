@@ -18,11 +18,12 @@ from ..audit import operator
 from ..config import Settings
 from ..model import ROLE, USER, Batch
 from ..store.journal import holder_alive
-from .batches import RollbackReport, execute, journal_rows, mark_created, resume, rollback
+from .batches import execute, journal_rows, mark_created, resume
 from .engine import Engine, MigrationError
 from .guards import GuardError, GuardRails
 from .live import DriftError, LiveView
 from .plan import NothingToMigrate, PlanError, build, candidates, entry_ref, plan_ldif, plan_rows
+from .rollback import RollbackReport, rollback
 
 __all__ = [
     "AlreadyApplied",
