@@ -16,6 +16,7 @@ def test_demo_runs_end_to_end(require_slapd, tmp_path):
     assert "restored" in result.out  # the rollback step undid the wave
     assert "$ rbac-migrate joiner onboard newjoiner --proposal 1" in result.err
     assert "$ rbac-migrate report orphans --format html" in result.err
+    assert "\nThe demo's files are in" in result.err and "\\n" not in result.err  # line breaks, not escapes
 
 
 def test_demo_without_slapd_says_how_to_install(tmp_path, monkeypatch):

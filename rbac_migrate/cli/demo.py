@@ -83,18 +83,19 @@ def demo(users: int, seed: int, keep: bool) -> None:
         raise
     if not keep:
         server.stop()
-        note(f"\nThe demo's files are in {folder}; its directory has been stopped.")
+        click.echo(f"\nThe demo's files are in {folder}; its directory has been stopped.", err=True)
         return
     try:
         pidfile = server.detach()
     except SandboxError as exc:
         raise DemoError(str(exc)) from None
-    note(
+    click.echo(  # the demo's own lines: note() would show their line breaks escaped
         f"\nThe directory keeps running at {server.url}. Continue by hand:\n"
         f"  export RBAC_MIGRATE_CONFIG={config}\n"
         f"  rbac-migrate joiner propose {org.users[0].uid}\n"
         f"  rbac-migrate report orphans\n"
-        f"Stop it with: kill $(cat {pidfile})"
+        f"Stop it with: kill $(cat {pidfile})",
+        err=True,
     )
 
 
