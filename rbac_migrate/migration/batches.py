@@ -88,37 +88,28 @@ def journal_rows(changes: cs.ChangeSet) -> tuple[list[BatchUser], list[Step]]:
 
 
 def preconditions(engine: Engine, users: list[BatchUser], steps: list[Step]) -> list[tuple[str, str]]:
-    """(who, what) for every way the directory differs from what the change set rests on."""
-    found = []
+    """(unit, what) for every way the directory differs from what the change set rests on."""
     labels = {u.position: u.user_dn for u in users}
-    for step in steps:
-        present = engine.is_present(step)
-        if present is None:
-            found.append((labels[step.position], f"group {step.group_dn} no longer exists"))
-        elif present == step.present_after:
-            what = (
-                step.group_dn
-                if step.is_entry
-                else f"{step.group_dn} already {'holds' if step.op == 'add' else 'lacks'} {step.value}"
-            )
-            found.append(
-                (
-                    labels[step.position],
-                    what if not step.is_entry else f"{what} already {'exists' if step.op == 'create' else 'is gone'}",
-                )
-            )
+    found = [(labels[step.position], problem) for step in steps if (problem := _not_as_planned(engine, step))]
     for user in users:
         for subject in user.subjects:
             now = engine.view.access(subject.dn)
             if now != subject.before:
-                gained, lost = sorted(now - subject.before), sorted(subject.before - now)
-                found.append(
-                    (
-                        user.user_dn,
-                        f"access of {subject.dn} changed since (+{len(gained)} -{len(lost)}: {(gained + lost)[:2]})",
-                    )
-                )
+                changed = sorted(now ^ subject.before)
+                found.append((user.user_dn, f"access of {subject.dn} changed since ({len(changed)}: {changed[:2]})"))
     return found
+
+
+def _not_as_planned(engine: Engine, step: Step) -> str | None:
+    """Why the step's starting point no longer holds, or None when it does."""
+    present = engine.is_present(step)
+    if present is None:
+        return f"group {step.group_dn} no longer exists"
+    if present != step.present_after:
+        return None
+    if step.is_entry:
+        return f"{step.group_dn} already {'exists' if step.op == 'create' else 'is gone'}"
+    return f"{step.group_dn} already {'holds' if step.op == 'add' else 'lacks'} {step.value}"
 
 
 def drift_summary(drifts: list[tuple[str, str]], replan: str) -> str:
