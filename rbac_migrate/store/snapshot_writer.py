@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Index, and_, func, select, update
+from sqlalchemy import Index, Text, and_, cast, func, select, update
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
@@ -110,7 +110,8 @@ class Latest:
 
     def rows(self, entities: Iterable[int]) -> dict[int, tuple]:
         """Current rows (reader's layout) of the given entities."""
-        columns = [getattr(V, name) for name in ROW_COLUMNS]
+        # Attributes as their JSON text, as written and compared (PostgreSQL would hand back a dict).
+        columns = [cast(V.attrs, Text) if name == "attrs" else getattr(V, name) for name in ROW_COLUMNS]
         return {row[0]: _driver_row(row) for row in self._current(columns, entities)}
 
     def members(self) -> dict[int, array]:
@@ -134,13 +135,11 @@ class Latest:
 
 
 def _driver_row(row: tuple) -> tuple:
-    """A row as read back, in the form it is written: booleans and bytes, attributes as JSON text."""
+    """A row as read back, in the form it is written: booleans and bytes."""
     row = list(row)
     row[ENABLED] = bool(row[ENABLED])
     if row[MEMBERS] is not None:
         row[MEMBERS] = bytes(row[MEMBERS])
-    if row[ATTRS] is not None and not isinstance(row[ATTRS], str):
-        row[ATTRS] = json.dumps(row[ATTRS], separators=(",", ":"))
     return tuple(row)
 
 

@@ -61,6 +61,11 @@ def access_show(bench: Bench, uid: str) -> Run:
     return run_child(argv, bench.env, bench.tmp / "access.out", bench.tmp / "access.err")
 
 
+def start_up(bench: Bench) -> Run:
+    """``rbac-migrate --version``: the interpreter and the command line alone, what every command pays."""
+    return run_child([bench.cli, "--version"], bench.env, bench.tmp / "version.out", bench.tmp / "version.err")
+
+
 def pick_user(org: SampleOrg) -> str:
     """An enabled user from the middle of the org, holding a role when one does."""
     middle = org.users[len(org.users) // 2 :] + org.users[: len(org.users) // 2]
@@ -198,11 +203,13 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     found = measure(bench, args.repeat)
     uid = pick_user(bench.org)
     accesses = [access_show(bench, uid) for _ in range(args.repeat)]
+    starts = [start_up(bench) for _ in range(3)]
     print(f"store: {bench.store_url or bench.store_path}")
     print(f"runs ({args.repeat} each, seconds):")
     for name in ("ldapsearch", "first snapshot", "repeat snapshot"):
         print(runs_line(name, found[name]))
     print(runs_line("access show", accesses))
+    print(runs_line("rbac-migrate --version (start-up)", starts))
     print(table(found, accesses, uid))
     print(rss_note())
 
