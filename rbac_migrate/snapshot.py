@@ -2,8 +2,8 @@
 
 A full read searches every user and managed group. An incremental read asks the server what
 changed since the state the latest snapshot recorded (RFC 4533 Content Sync on OpenLDAP,
-``uSNChanged`` on Active Directory) and applies that to the latest snapshot; member values are
-then resolved exactly as a full read resolves them, so both give the same snapshot.
+``uSNChanged`` on Active Directory) and writes new versions of those entries only; their member
+values are resolved exactly as a full read resolves them, so both give the same snapshot.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING
 
 from . import dn as dnutil
 from .config import Settings
 from .errors import ConfigError
-from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Entry, Snapshot
+from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Snapshot
+from .store.snapshot_writer import DN_NORM, ENABLED, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
+from .store.snapshots import Written, pack, unpack
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -44,39 +47,6 @@ def identity_attribute(settings: Settings) -> str:
     return "objectGUID" if settings.flavour == "ad" else "entryUUID"
 
 
-class _Builder:
-    """Collects entries and resolves member values to them.
-
-    ``ids`` numbers entries by identity as the store does, so a snapshot needs no renumbering
-    when it is written; without it entries are numbered in the order they arrive.
-    """
-
-    def __init__(self, ids: Callable[[str], int] | None = None) -> None:
-        self.entries: list[Entry] = []
-        self.by_raw: dict[bytes, int] = {}
-        self.by_norm: dict[str, int] = {}
-        self.ids = ids
-
-    def add(self, kind: str, dn: str, name: str, norm: str | None = None, **fields) -> Entry | None:
-        norm = norm or dnutil.normalize(dn)
-        if norm in self.by_norm:
-            return None
-        uuid = fields.get("uuid")
-        idx = self.ids(uuid or f"dn:{norm}") if self.ids is not None else len(self.entries)
-        entry = Entry(idx=idx, kind=kind, dn=dn, name=name, **fields)
-        self.entries.append(entry)
-        # Member values almost always repeat the DN byte for byte: match raw bytes first.
-        self.by_raw[dn.encode("utf-8")] = idx
-        self.by_norm[norm] = idx
-        return entry
-
-    def lookup(self, value: bytes) -> int | None:
-        found = self.by_raw.get(value)
-        if found is None:
-            found = self.by_norm.get(dnutil.normalize(value.decode("utf-8", "replace")))
-        return found
-
-
 def searches(settings: Settings) -> list[Search]:
     """The searches a snapshot is made of: users, then role and grant groups, the more specific base first."""
     from .directory.sync import Search
@@ -96,23 +66,44 @@ def searches(settings: Settings) -> list[Search]:
 
 
 class _Reader:
-    """Turns raw search results into entries of a builder."""
+    """Turns raw search results into store rows, numbered by entity, with member values resolved."""
 
-    def __init__(self, directory, settings: Settings, builder: _Builder) -> None:
-        self.directory, self.settings, self.builder = directory, settings, builder
+    def __init__(self, directory, settings: Settings, latest: Latest) -> None:
+        self.directory, self.latest = directory, latest
         self.uuid_key = identity_attribute(settings).lower()
         self.id_key = settings.id_attribute.lower()
         self.peers = [(name, name.lower()) for name in settings.peer_attributes]
         self.member_key = settings.member_attribute.lower()
         self.keys_cache: dict = {}
-        self.shared_attrs: dict[tuple, dict[str, str]] = {}  # peers share one mapping: far fewer objects
+        self.attrs_json: dict[tuple, str | None] = {}  # peers share one JSON text
         user_filter = as_filter(settings.user_filter, "user_filter")
         disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
         self.disabled = {
             dnutil.normalize(dn)
             for dn, _ in directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
         }
-        self.raw_members: dict[int, list[bytes]] = {}
+        self.rows: list[tuple] = []  # users, and entries member values point at
+        self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
+        # Member values almost always repeat the DN byte for byte: match raw bytes first.
+        self.by_raw: dict[bytes, int] = {}
+        self.by_norm: dict[str, int] = {}
+        self.unknown = 0
+
+    def add(self, kind: str, dn: str, norm: str, name: str, uuid: str | None, enabled: bool, attrs) -> tuple | None:
+        """A new row, unless an entry with this DN came first."""
+        if norm in self.by_norm:
+            return None
+        identity = uuid or f"dn:{norm}"
+        entity = self.latest.entity(identity)
+        self.by_raw[dn.encode("utf-8")] = entity
+        self.by_norm[norm] = entity
+        return (entity, identity, kind, dn, norm, name, name.lower(), uuid, enabled, attrs, None)
+
+    def know(self, entity: int, dn: str, norm: str) -> None:
+        """An entry kept from the latest snapshot, for member values to resolve to."""
+        if norm not in self.by_norm:
+            self.by_raw.setdefault(dn.encode("utf-8"), entity)
+            self.by_norm[norm] = entity
 
     def uuid_of(self, raw: dict[str, list[bytes]]) -> str | None:
         return self.directory.first_values(raw, self.keys_cache).get(self.uuid_key)
@@ -120,48 +111,62 @@ class _Reader:
     def user(self, dn: str, raw: dict[str, list[bytes]]) -> None:
         values = self.directory.first_values(raw, self.keys_cache)
         peer_values = tuple(values.get(key) for _label, key in self.peers)
-        attrs = self.shared_attrs.get(peer_values)
-        if attrs is None:
-            attrs = self.shared_attrs[peer_values] = {
-                label: value for (label, _key), value in zip(self.peers, peer_values, strict=True) if value is not None
-            }
+        attrs = self.attrs_json.get(peer_values, False)
+        if attrs is False:
+            pairs = {label: v for (label, _key), v in zip(self.peers, peer_values, strict=True) if v is not None}
+            attrs = self.attrs_json[peer_values] = attrs_text(pairs, {})
         norm = dnutil.normalize(dn)
         name = values.get(self.id_key) or dnutil.first_value(dn)
-        uuid = values.get(self.uuid_key)
-        self.builder.add(USER, dn, name, norm=norm, uuid=uuid, enabled=norm not in self.disabled, attrs=attrs)
-
-    def known_user(self, entry: Entry) -> None:
-        """A user unchanged since the previous snapshot; only whether it is disabled is read again."""
-        norm = dnutil.normalize(entry.dn)
-        enabled = norm not in self.disabled
-        self.builder.add(USER, entry.dn, entry.name, norm=norm, uuid=entry.uuid, enabled=enabled, attrs=entry.attrs)
+        row = self.add(USER, dn, norm, name, values.get(self.uuid_key), norm not in self.disabled, attrs)
+        if row is not None:
+            self.rows.append(row)
 
     def group(self, kind: str, dn: str, raw: dict[str, list[bytes]]) -> None:
         values = self.directory.first_values(raw, self.keys_cache)
         name = values.get("cn") or dnutil.first_value(dn)
-        entry = self.builder.add(kind, dn, name, uuid=values.get(self.uuid_key))
-        if entry is not None:
+        row = self.add(kind, dn, dnutil.normalize(dn), name, values.get(self.uuid_key), True, None)
+        if row is not None:
             # The empty DN is the placeholder that keeps a holderless groupOfNames valid: no member.
-            self.raw_members[entry.idx] = [
+            members = [
                 value
                 for name, member_values in raw.items()
                 if self.directory.attribute_key(name) == self.member_key
                 for value in member_values
                 if value.strip()
             ]
+            self.groups.append((row, members))
 
-    def known_group(self, entry: Entry, member_values: list[bytes]) -> None:
-        """A group unchanged since the previous snapshot, with its member values as they were."""
-        added = self.builder.add(entry.kind, entry.dn, entry.name, uuid=entry.uuid)
-        if added is not None:
-            self.raw_members[added.idx] = member_values
+    def resolved_groups(self) -> list[tuple]:
+        """Group rows with their member values resolved; entries found only as member values join ``rows``."""
+        lookup = self.by_raw.get
+        out = []
+        for row, values in self.groups:
+            resolved = list(map(lookup, values))
+            if None in resolved:
+                resolved = [
+                    idx if idx is not None else self._resolve_one(value)
+                    for idx, value in zip(resolved, values, strict=True)
+                ]
+            out.append((*row[:MEMBERS], pack(resolved)))
+        return out
+
+    def _resolve_one(self, value: bytes) -> int:
+        text = value.decode("utf-8", "replace")
+        norm = dnutil.normalize(text)
+        found = self.by_norm.get(norm)
+        if found is None:  # outside the managed entries: an existing entry elsewhere, or dangling
+            self.unknown += 1
+            kind = EXTERNAL if "=" in text and self.directory.resolves(text) else DANGLING
+            row = self.add(kind, text, norm, text, None, True, None)
+            self.rows.append(row)
+            found = row[ENTITY]
+        self.by_raw[value] = found
+        return found
 
 
-def take(directory, settings: Settings, progress: Progress | None = None, ids=None) -> Snapshot:
-    """Read users, grant groups and role groups; resolve every member value."""
-    report = _start(directory, settings, progress)
-    taken_at = datetime.now(timezone.utc)
-    reader = _Reader(directory, settings, _Builder(ids))
+def take(directory, settings: Settings, latest: Latest, head: Head, report: Progress) -> Update:
+    """Read users, grant groups and role groups; resolve every member value: every row of the snapshot."""
+    reader = _Reader(directory, settings, latest)
     users, *groups = searches(settings)
     count = 0
     for dn, raw in directory.search_raw(users.base, users.filter, users.attributes):
@@ -171,10 +176,13 @@ def take(directory, settings: Settings, progress: Progress | None = None, ids=No
             report("users", count)
     report("users", count)
     for search in groups:
+        before = len(reader.groups)
         for dn, raw in directory.search_raw(search.base, search.filter, search.attributes):
             reader.group(search.name, dn, raw)
-        report(f"{search.name} groups", sum(1 for e in reader.builder.entries if e.kind == search.name))
-    return _finish(directory, settings, reader, taken_at, report)
+        report(f"{search.name} groups", len(reader.groups) - before)
+    group_rows = reader.resolved_groups()
+    report("unresolved member values", reader.unknown)
+    return Update(head, [*reader.rows, *group_rows], complete=True)
 
 
 def _start(directory, settings: Settings, progress: Progress | None) -> Progress:
@@ -184,143 +192,144 @@ def _start(directory, settings: Settings, progress: Progress | None) -> Progress
     return progress or (lambda _stage, _count: None)
 
 
-def _finish(directory, settings: Settings, reader: _Reader, taken_at: datetime, report: Progress) -> Snapshot:
-    members = _resolve_members(directory, reader.builder, reader.raw_members, report)
-    return Snapshot(
-        taken_at=taken_at,
-        source=directory.target,
-        flavour=settings.flavour,
-        bases={k: getattr(settings, k) for k in ("user_base", "grant_base", "role_base")},
-        entries=reader.builder.entries,
-        members=members,
-    )
+class _Incremental:
+    """The rows of what changed since the latest snapshot, from a server's list of changes.
 
-
-def apply_changes(
-    directory, settings: Settings, previous: Snapshot, changes: Changes, progress: Progress | None = None, ids=None
-) -> Snapshot:
-    """The previous snapshot with what changed since applied; member values resolved as a full read does."""
-    report = _start(directory, settings, progress)
-    taken_at = datetime.now(timezone.utc)
-    reader = _Reader(directory, settings, _Builder(ids))
-    users, *groups = searches(settings)
-    _reread_holders(directory, previous, changes, reader, groups)
-    kept = _unchanged(previous, changes, reader)
-    for entry in kept.get(USER, ()):
-        reader.known_user(entry)
-    for dn, raw in changes.entries[users.name]:
-        reader.user(dn, raw)
-    values = {e.idx: e.dn.encode("utf-8") for e in previous.entries}
-    for search in groups:
-        for entry in kept.get(search.name, ()):
-            reader.known_group(entry, [values[m] for m in previous.members.get(entry.idx, ())])
-        for dn, raw in changes.entries[search.name]:
-            reader.group(search.name, dn, raw)
-    report("changed entries", changes.changed)
-    return _finish(directory, settings, reader, taken_at, report)
-
-
-def _reread_holders(directory, previous: Snapshot, changes: Changes, reader: _Reader, groups: list[Search]) -> None:
-    """Read again the groups that held an entry now renamed or gone.
-
-    The directory rewrites their member values itself (AD's linked attributes, slapd's refint),
-    and neither Content Sync's session log nor uSNChanged reports those rewrites.
+    Entries the server reports are read as a full read reads them; the rest of the latest
+    snapshot is only consulted (identities, DNs, the enabled flag, members where needed), never
+    rebuilt, so the work follows the change.
     """
-    before = {e.uuid: e for e in previous.entries if e.uuid}
-    moved = set()
-    for entries in changes.entries.values():
-        for dn, raw in entries:
-            old = before.get(reader.uuid_of(raw))
-            if old is not None and dnutil.normalize(old.dn) != dnutil.normalize(dn):
-                moved.add(old.idx)
-    for kind, deleted in changes.deleted.items():
-        present = changes.present.get(kind)
-        moved |= {
-            e.idx
-            for e in previous.entries
-            if e.kind == kind and (e.uuid in deleted or (present is not None and e.uuid not in present))
+
+    def __init__(self, directory, settings: Settings, changes: Changes) -> None:
+        self.directory, self.settings, self.changes = directory, settings, changes
+        self.gone: set[int] = set()
+
+    def __call__(self, latest: Latest, head: Head) -> Update:
+        reader = _Reader(self.directory, self.settings, latest)
+        self.reader, self.latest = reader, latest
+        searched = searches(self.settings)
+        for search in searched:
+            for dn, raw in self.changes.entries[search.name]:
+                (reader.user if search.name == USER else partial(reader.group, search.name))(dn, raw)
+        self.gone = self._gone()
+        members = _Lazy(latest.members)
+        self._reread_holders(members, searched[1:])
+        changed = {row[ENTITY] for row in reader.rows} | {row[ENTITY] for row, _values in reader.groups}
+        kept = {e: cur for e, cur in latest.entries.items() if e not in changed and e not in self.gone}
+        replaced = {e for e, cur in kept.items() if cur.kind in (DANGLING, EXTERNAL) and cur.norm in reader.by_norm}
+        for entity in replaced:
+            del kept[entity]
+        for entity, cur in kept.items():
+            reader.know(entity, cur.dn, cur.norm)
+        rows = self._flipped(kept) + self._reclassified(kept)
+        group_rows = reader.resolved_groups()
+        rows += self._rewritten(members, replaced, changed)
+        closed = self.gone | replaced
+        if group_rows or self.gone:
+            closed |= self._unreferenced(kept, members, group_rows, changed)
+        rows = [row for row in [*reader.rows, *rows, *group_rows] if row[ENTITY] not in closed]
+        return Update(head, rows, closed)
+
+    def _gone(self) -> set[int]:
+        """Entities the server says are deleted, or no longer lists."""
+        found = set()
+        changes = self.changes
+        for entity, cur in self.latest.entries.items():
+            if cur.kind not in changes.entries:
+                continue
+            present = changes.present.get(cur.kind)
+            if cur.uuid in changes.deleted.get(cur.kind, ()) or (present is not None and cur.uuid not in present):
+                found.add(entity)
+        return found - {row[ENTITY] for row in self.reader.rows} - {row[ENTITY] for row, _v in self.reader.groups}
+
+    def _reread_holders(self, members: _Lazy, groups: list[Search]) -> None:
+        """Read again the groups that held an entry now renamed or gone.
+
+        The directory rewrites their member values itself (AD's linked attributes, slapd's refint),
+        and neither Content Sync's session log nor uSNChanged reports those rewrites.
+        """
+        entries = self.latest.entries
+        new_rows = [row for row in self.reader.rows] + [row for row, _values in self.reader.groups]
+        moved = set(self.gone) | {
+            row[ENTITY] for row in new_rows if row[ENTITY] in entries and entries[row[ENTITY]].norm != row[DN_NORM]
         }
-    if not moved:
-        return
-    changed = {reader.uuid_of(raw) for entries in changes.entries.values() for _dn, raw in entries}
-    by_idx = {e.idx: e for e in previous.entries}
-    for group_idx, members in previous.members.items():
-        group = by_idx[group_idx]
-        if group.uuid in changed or moved.isdisjoint(members):
-            continue
-        search = next(s for s in groups if s.name == group.kind)
-        found = list(directory.search_raw(group.dn, search.filter, search.attributes, scope="base", paged=False))
-        changes.entries[group.kind].extend(found)
+        if not moved:
+            return
+        changed = {row[ENTITY] for row in new_rows}
+        for group, held in members.value.items():
+            if group in changed or group in self.gone or moved.isdisjoint(held):
+                continue
+            cur = entries[group]
+            search = next(s for s in groups if s.name == cur.kind)
+            found = list(self.directory.search_raw(cur.dn, search.filter, search.attributes, scope="base", paged=False))
+            self.changes.entries[cur.kind].extend(found)
+            for dn, raw in found:
+                self.reader.group(cur.kind, dn, raw)
+
+    def _flipped(self, kept: dict[int, Current]) -> list[tuple]:
+        """Kept users that became disabled or enabled: the disabled filter is read in full each time."""
+        disabled = self.reader.disabled
+        flipped = [e for e, cur in kept.items() if cur.kind == USER and cur.enabled == (cur.norm in disabled)]
+        return [(*row[:ENABLED], not row[ENABLED], *row[ENABLED + 1 :]) for row in self.latest.rows(flipped).values()]
+
+    def _reclassified(self, kept: dict[int, Current]) -> list[tuple]:
+        """Entries member values point at outside the managed ones, looked at again: existing, or dangling."""
+        changed = []
+        for entity, cur in kept.items():
+            if cur.kind in (DANGLING, EXTERNAL):
+                kind = EXTERNAL if "=" in cur.dn and self.directory.resolves(cur.dn) else DANGLING
+                if kind != cur.kind:
+                    changed.append(entity)
+        rows = self.latest.rows(changed).values()
+        return [(*row[:KIND], DANGLING if row[KIND] == EXTERNAL else EXTERNAL, *row[KIND + 1 :]) for row in rows]
+
+    def _rewritten(self, members: _Lazy, replaced: set[int], changed: set[int]) -> list[tuple]:
+        """Kept groups holding a member value that now names an entry the server reported."""
+        if not replaced:
+            return []
+        by_norm = self.reader.by_norm
+        target = {e: by_norm[self.latest.entries[e].norm] for e in replaced}
+        holders = [g for g, held in members.value.items() if g not in changed and not replaced.isdisjoint(held)]
+        rows = self.latest.rows(holders)
+        return [(*row[:MEMBERS], pack([target.get(m, m) for m in members.value[g]])) for g, row in rows.items()]
+
+    def _unreferenced(self, kept: dict[int, Current], members: _Lazy, group_rows: list[tuple], changed) -> set[int]:
+        """Kept entries known only from member values that no group holds any longer."""
+        candidates = {e for e, cur in kept.items() if cur.kind in (DANGLING, EXTERNAL)}
+        if not candidates:
+            return set()
+        held = set()
+        for group, values in members.value.items():
+            if group not in changed and group not in self.gone:
+                held |= candidates.intersection(values)
+        for row in group_rows:
+            held |= candidates.intersection(unpack(row[MEMBERS]))
+        return candidates - held
 
 
-def gone(previous: Snapshot, changes: Changes) -> set[int]:
-    """Entries of the previous snapshot that the server says are deleted, or no longer lists."""
-    found = set()
-    for entry in previous.entries:
-        present = changes.present.get(entry.kind)
-        if entry.uuid in changes.deleted.get(entry.kind, ()) or (present is not None and entry.uuid not in present):
-            found.add(entry.idx)
-    return found
+class _Lazy:
+    """A value computed on first use."""
 
+    def __init__(self, make: Callable) -> None:
+        self.make, self._value, self.done = make, None, False
 
-def _unchanged(previous: Snapshot, changes: Changes, reader: _Reader) -> dict[str, list[Entry]]:
-    """Entries of the previous snapshot that are neither gone nor changed, by kind."""
-    changed = {reader.uuid_of(raw) for entries in changes.entries.values() for _dn, raw in entries}
-    removed = gone(previous, changes)
-    kept: dict[str, list[Entry]] = {}
-    for entry in previous.entries:
-        # Dangling and external entries are found again from the member values.
-        if entry.kind in changes.entries and entry.uuid not in changed and entry.idx not in removed:
-            kept.setdefault(entry.kind, []).append(entry)
-    return kept
-
-
-def _resolve_members(
-    directory, builder: _Builder, raw: dict[int, list[bytes]], report: Progress
-) -> dict[int, tuple[int, ...]]:
-    unknown: dict[bytes, int] = {}
-    members: dict[int, tuple[int, ...]] = {}
-    lookup = builder.by_raw.get
-    for group_idx, values in raw.items():
-        resolved = [lookup(value) for value in values]
-        if None in resolved:
-            resolved = [
-                idx if idx is not None else _resolve_one(directory, builder, unknown, value)
-                for idx, value in zip(resolved, values, strict=True)
-            ]
-        members[group_idx] = tuple(resolved)
-    report("unresolved member values", len(unknown))
-    return members
-
-
-def _resolve_one(directory, builder: _Builder, unknown: dict[bytes, int], value: bytes) -> int:
-    idx = builder.lookup(value)
-    if idx is None:
-        idx = unknown.get(value)
-    if idx is None:
-        idx = unknown[value] = _classify_unknown(directory, builder, value.decode("utf-8", "replace"))
-    return idx
-
-
-def _classify_unknown(directory, builder: _Builder, value: str) -> int:
-    """A member value outside the managed entries: an existing entry elsewhere, or dangling."""
-    exists = "=" in value and directory.resolves(value)
-    kind = EXTERNAL if exists else DANGLING
-    entry = builder.add(kind, value, value)
-    return entry.idx if entry is not None else builder.by_norm[dnutil.normalize(value)]
+    @property
+    def value(self):
+        if not self.done:
+            self._value, self.done = self.make(), True
+        return self._value
 
 
 # -- reading into the store ----------------------------------------------------------------------
 
 
 @dataclass
-class Read:
-    """A snapshot read from the directory, how it was read, and what the next incremental read starts from."""
+class Taken:
+    """What a read wrote: the store's account, how the directory was read, differences found by --full."""
 
-    snapshot: Snapshot
+    written: Written
     description: str
-    sync: dict | None
-    incremental: Snapshot | None = None  # with --full: what an incremental read gave, to compare
+    differences: list[Change] | None = None
 
 
 def _fingerprint(settings: Settings, target: str) -> str:
@@ -330,31 +339,55 @@ def _fingerprint(settings: Settings, target: str) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-def read(directory, settings: Settings, store: Store, progress: Progress | None = None, full: bool = False) -> Read:
-    """Read incrementally when the store has a state the server can resume from, else everything."""
+def update(
+    settings: Settings, store: Store, progress=None, prompt=None, full: bool = False, skip_unchanged: bool = False
+) -> Taken:
+    """Read the directory and write a snapshot: incrementally where the store has a state the server
+    can resume from, else everything. Only versions that changed are written.
+
+    With ``full`` everything is read, and compared with what an incremental read gives.
+    """
+    from . import changes as changes_module
+    from .connections import directory_for
     from .directory import sync
 
-    _start(directory, settings, progress)  # a missing base is named before any sync search fails on it
-    method = sync.offered(directory)
-    fingerprint = _fingerprint(settings, directory.target)
-    state, reason = _previous_state(store, method, fingerprint)
-    incremental = None
-    if state is not None:
-        changes = sync.read_changes(directory, state, searches(settings))
-        if changes is None:
-            reason = "the server can no longer resume from the last snapshot's sync state"
-        else:
-            previous = store.load_snapshot()
-            removed = len(gone(previous, changes))
-            snap = apply_changes(directory, settings, previous, changes, progress, store.entity_ids())
-            text = f"incremental ({changes.label}): {changes.changed} entries changed"
-            text += f", {removed} gone" if removed else ""
-            if not full:
-                return Read(snap, text, {**changes.state, "fingerprint": fingerprint})
-            incremental, reason = snap, "--full asked for"
-    next_state = sync.start(directory, method, searches(settings)) if method else None
-    snap = take(directory, settings, progress, store.entity_ids())
-    return Read(snap, f"full read: {reason}", next_state and {**next_state, "fingerprint": fingerprint}, incremental)
+    with directory_for(settings, prompt) as directory:
+        report = _start(directory, settings, progress)  # a missing base is named before any sync search fails
+        method = sync.offered(directory)
+        fingerprint = _fingerprint(settings, directory.target)
+        state, reason = _previous_state(store, method, fingerprint)
+        incremental = None
+        if state is not None:
+            taken_at = datetime.now(timezone.utc)
+            changes = sync.read_changes(directory, state, searches(settings))
+            if changes is None:
+                reason = "the server can no longer resume from the last snapshot's sync state"
+            else:
+                head = _head(directory, settings, taken_at, {**changes.state, "fingerprint": fingerprint})
+                build = _Incremental(directory, settings, changes)
+                written, incremental = store.write_snapshot(lambda latest: build(latest, head), skip_unchanged, full)
+                report("changed entries", changes.changed)
+                text = f"incremental ({changes.label}): {changes.changed} entries changed"
+                text += f", {len(build.gone)} gone" if build.gone else ""
+                if not full:
+                    return Taken(written, text)
+                reason = "--full asked for"
+        next_state = sync.start(directory, method, searches(settings)) if method else None
+        head = _head(
+            directory, settings, datetime.now(timezone.utc), next_state and {**next_state, "fingerprint": fingerprint}
+        )
+        written, _ = store.write_snapshot(
+            lambda latest: take(directory, settings, latest, head, report), skip_unchanged
+        )
+    differences = None
+    if incremental is not None:
+        differences = changes_module.diff(incremental, store.load_snapshot(written.snapshot_id))
+    return Taken(written, f"full read: {reason}", differences)
+
+
+def _head(directory, settings: Settings, taken_at: datetime, sync_state: dict | None) -> Head:
+    bases = {k: getattr(settings, k) for k in ("user_base", "grant_base", "role_base")}
+    return Head(taken_at, directory.target, settings.flavour, bases, sync_state)
 
 
 def _previous_state(store: Store, method: str | None, fingerprint: str) -> tuple[dict | None, str]:
@@ -376,30 +409,19 @@ def refresh(settings: Settings, store: Store, progress=None, prompt=None, always
     When nothing changed since the latest snapshot, that snapshot is returned and nothing is
     written, unless ``always``.
     """
-    from .connections import directory_for
-
-    with directory_for(settings, prompt) as directory:
-        found = read(directory, settings, store, progress)
-    snap = found.snapshot
-    if store.save_snapshot(snap, found.sync, skip_unchanged=not always) is None:
+    taken = update(settings, store, progress, prompt, skip_unchanged=not always)
+    if taken.written.snapshot_id is None:
         latest = store.snapshot_info()
-        snap.id, snap.taken_at = latest.id, latest.taken_at
-        return snap, f"{found.description}; nothing changed since snapshot {latest.id}"
-    return snap, found.description
+        return store.load_snapshot(latest.id), f"{taken.description}; nothing changed since snapshot {latest.id}"
+    return store.load_snapshot(taken.written.snapshot_id), taken.description
 
 
 def take_full(
     settings: Settings, store: Store, progress=None, prompt=None
 ) -> tuple[Snapshot, str, list[Change] | None]:
     """A full read, saved; with what differs from an incremental read of the same moment (None without one)."""
-    from . import changes
-    from .connections import directory_for
-
-    with directory_for(settings, prompt) as directory:
-        found = read(directory, settings, store, progress, full=True)
-    store.save_snapshot(found.snapshot, found.sync)
-    differences = None if found.incremental is None else changes.diff(found.incremental, found.snapshot)
-    return found.snapshot, found.description, differences
+    taken = update(settings, store, progress, prompt, full=True)
+    return store.load_snapshot(taken.written.snapshot_id), taken.description, taken.differences
 
 
 def take_snapshot(settings: Settings, store: Store, progress=None, prompt=None) -> Snapshot:

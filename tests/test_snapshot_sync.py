@@ -193,3 +193,21 @@ def test_full_read_where_no_incremental_read_is_offered(org):
     assert "full read: the server or the searches changed since the last snapshot" in changed.err
     back = org.run("--set", "peer_attributes=title", "snapshot", "take")
     assert "incremental (RFC 4533 content sync): 0 entries changed" in back.err
+
+
+def test_incremental_snapshot_writes_only_the_changed_group(org):
+    settings, store = load_settings(config=str(org.config), environ={}), open_store(org.store_url)
+    password = lambda _text: org.slapd.admin_password  # noqa: E731
+    snapshot.update(settings, store, prompt=password)
+    group = next(g for g in org.sample.groups if len(g.members) > 1)
+    org.slapd.ldapmodify(f"dn: {group.dn}\nchangetype: modify\ndelete: member\nmember: {group.members[0]}\n-\n\n")
+    taken = snapshot.update(settings, store, prompt=password)
+    assert taken.description == "incremental (RFC 4533 content sync): 1 entries changed"
+    written = taken.written
+    assert (written.added, written.changed, written.removed) == (0, 1, 0)
+    full = snapshot.update(settings, store, prompt=password, full=True)
+    assert full.differences == [] and full.written.nothing
+    held = store.load_snapshot(written.snapshot_id)
+    by_idx = {e.idx: e for e in held.entries}
+    group_entry = next(e for e in held.entries if e.dn.lower() == group.dn.lower())
+    assert [by_idx[m].dn.lower() for m in held.members[group_entry.idx]] == [m.lower() for m in group.members[1:]]

@@ -35,23 +35,20 @@ def take(app, full) -> None:
     settings = app.settings
     store = connections.store_for(settings)
     progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731
-    differences = None
-    if full:
-        snap, how, differences = snapshots.take_full(settings, store, progress=progress, prompt=app.prompt)
-    else:
-        snap, how = snapshots.refresh(settings, store, progress=progress, prompt=app.prompt, always=True)
-    info = snap.info()
-    note(how)
+    taken = snapshots.update(settings, store, progress=progress, prompt=app.prompt, full=full)
+    info = store.snapshot_info(taken.written.snapshot_id)
+    note(taken.description)
     note(
-        f"snapshot {snap.id}: {info.users} users, {info.grants} grant groups, {info.roles} roles, "
-        f"{info.memberships} member values from {snap.source}"
+        f"snapshot {info.id}: {info.users} users, {info.grants} grant groups, {info.roles} roles, "
+        f"{info.memberships} member values from {info.source}"
     )
+    differences = taken.differences
     if differences is not None:
         note(f"the full read differs from the incremental state in {len(differences)} places" if differences
              else "the full read agrees with the incremental state")  # fmt: skip
         for change in differences:
             note(f"  {change.change}: {change.subject} {change.group} {change.detail}".rstrip())
-    click.echo(snap.id)
+    click.echo(info.id)
 
 
 @snapshot_group.command("prune")

@@ -135,15 +135,41 @@ class Store:
         Only entries that differ from the latest snapshot are written. With ``skip_unchanged`` a
         snapshot identical to the latest is not written and None is returned.
         """
+        from . import snapshot_writer
+
         with self.begin() as conn:
-            written = snapshot_store.save(conn, snap, sync, skip_unchanged)
+            written = snapshot_writer.save(conn, snap, sync, skip_unchanged)
         self.last_written = written
         return written.snapshot_id
 
-    def entity_ids(self) -> snapshot_store.EntityIds:
-        """Entity numbers by identity, so a snapshot can be built with the numbers the store keeps."""
-        with self.connect() as conn:
-            return snapshot_store.entity_ids(conn)
+    def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
+        """Write the rows ``build`` makes against the latest snapshot, in one transaction.
+
+        ``build`` receives a :class:`snapshot_writer.Latest` and returns a
+        :class:`snapshot_writer.Update`. With ``preview`` the snapshot is loaded and the
+        transaction rolled back: (Written, Snapshot); otherwise (Written, None).
+        """
+        from . import snapshot_writer
+
+        conn = self.connect()
+        try:
+            trans = conn.begin()
+            try:
+                written = snapshot_writer.write(conn, build, skip_unchanged)
+                loaded = None
+                if preview and written.snapshot_id is not None:
+                    loaded = self._load(conn, written.snapshot_id, None)
+            except BaseException:
+                trans.rollback()
+                raise
+            trans.rollback() if preview else trans.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.display_url}: {_reason(exc)}") from None
+        finally:
+            conn.close()
+        if not preview:
+            self.last_written = written
+        return written, loaded
 
     def sync_state(self, ref: int | str | None = None) -> dict | None:
         """What the snapshot recorded for the next incremental read (None when it recorded nothing)."""
@@ -183,9 +209,12 @@ class Store:
         """Load a whole snapshot, or only entries of the given kinds plus every group."""
         info = self.snapshot_info(ref)
         with self.connect() as conn:
-            head = conn.execute(select(snapshots).where(snapshots.c.id == info.id)).one()
-            latest = info.id == snapshot_store.latest_id(conn)
-            entries, members = snapshot_store.load_entries(conn, info.id, latest, kinds)
+            return self._load(conn, info.id, kinds)
+
+    def _load(self, conn: Connection, snapshot_id: int, kinds: tuple[str, ...] | None) -> Snapshot:
+        head = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)).one()
+        latest = snapshot_id == snapshot_store.latest_id(conn)
+        entries, members = snapshot_store.load_entries(conn, snapshot_id, latest, kinds)
         return Snapshot(
             taken_at=head.taken_at,
             source=head.source,
@@ -193,7 +222,7 @@ class Store:
             bases=head.bases,
             entries=entries,
             members=members,
-            id=info.id,
+            id=snapshot_id,
         )
 
     def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list[Entry]:

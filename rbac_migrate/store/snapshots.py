@@ -13,34 +13,18 @@ import json
 import sys
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, func, or_, select, update
+from sqlalchemy import Text, and_, cast, delete, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
 from ..errors import StoreError
-from ..model import GROUP_KINDS, Entry, Snapshot, identity_key
+from ..model import GROUP_KINDS, Entry
 from .schema import entry_versions, snapshots
 
 V = entry_versions.c
-INSERT_COLUMNS = (
-    "entity",
-    "since",
-    "identity",
-    "kind",
-    "dn",
-    "dn_norm",
-    "name",
-    "name_norm",
-    "uuid",
-    "enabled",
-    "attrs",
-    "members",
-)
-# What is compared to decide whether an entry changed; attributes as their JSON text.
-COMPARED = (V.kind, V.dn, V.name, V.uuid, V.enabled, cast(V.attrs, Text), V.members)
 
 
 def pack(indexes: Iterable[int]) -> bytes:
@@ -69,30 +53,6 @@ def latest_id(conn: Connection) -> int | None:
     return conn.execute(select(func.max(snapshots.c.id))).scalar()
 
 
-# -- identities ---------------------------------------------------------------------------------
-
-
-@dataclass
-class EntityIds:
-    """Entity numbers by identity: the current ones, and where new numbers start."""
-
-    known: dict[str, int]
-    next_id: int
-
-    def __call__(self, identity: str) -> int:
-        found = self.known.get(identity)
-        if found is None:
-            found = self.known[identity] = self.next_id
-            self.next_id += 1
-        return found
-
-
-def entity_ids(conn: Connection) -> EntityIds:
-    known = dict(conn.execute(select(V.identity, V.entity).where(V.until.is_(None))).all())
-    highest = conn.execute(select(func.max(V.entity))).scalar()
-    return EntityIds(known, 0 if highest is None else highest + 1)
-
-
 # -- writing ------------------------------------------------------------------------------------
 
 
@@ -110,104 +70,12 @@ class Written:
         return not (self.added or self.changed or self.removed)
 
 
-def save(conn: Connection, snap: Snapshot, sync: dict | None, skip_unchanged: bool = False) -> Written:
-    """Write the versions that differ from the current ones, in the caller's transaction.
-
-    With ``skip_unchanged`` a snapshot identical to the latest is not written (snapshot_id None).
-    """
-    _lock(conn)
-    ids = entity_ids(conn)
-    snap = _numbered(snap, ids)
-    current = {row[0]: tuple(row[1:]) for row in _raw(conn, select(V.entity, *COMPARED).where(V.until.is_(None)))}
-    rows, changed, seen = [], [], set()
-    attrs_json: dict[tuple, str] = {}  # peers share attribute values: encode each set once
-    for entry in snap.entries:
-        compared = _compared(entry, snap.members.get(entry.idx), attrs_json)
-        seen.add(entry.idx)
-        old = current.get(entry.idx)
-        if old is not None and _same(old, compared):
-            continue
-        if old is not None:
-            changed.append(entry.idx)
-        rows.append((entry, compared))
-    removed = [entity for entity in current if entity not in seen]
-    if skip_unchanged and not rows and not removed:
-        return Written(None, 0, 0, 0)
-    snapshot_id = _insert_head(conn, snap, sync)
-    _close(conn, [*changed, *removed], snapshot_id)
-    bulk_insert(conn, entry_versions, INSERT_COLUMNS, [_row(snapshot_id, e, c) for e, c in rows])
-    if snapshot_id <= 2:  # statistics once a large snapshot lands; later ones have the same shape
-        conn.exec_driver_sql("ANALYZE entry_versions")
-    snap.id = snapshot_id
-    return Written(snapshot_id, len(rows) - len(changed), len(changed), len(removed))
-
-
 def _lock(conn: Connection) -> None:
     """One snapshot writer at a time: each compares against the versions the previous one left."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE entry_versions IN EXCLUSIVE MODE")
     else:  # SQLite: the first write takes the database lock, and later reads see the newest state
         conn.exec_driver_sql("UPDATE entry_versions SET until = until WHERE 0")
-
-
-def _numbered(snap: Snapshot, ids: EntityIds) -> Snapshot:
-    """Entries numbered by entity; renumbered (members too) when they were built with other numbers."""
-    entity_of = {e.idx: ids(identity_key(e.uuid, e.dn)) for e in snap.entries}
-    if len(set(entity_of.values())) != len(entity_of):
-        raise StoreError("a snapshot holds two entries with the same identity (entryUUID / objectGUID or DN)")
-    if all(idx == entity for idx, entity in entity_of.items()):
-        return snap
-    snap.entries = [replace(e, idx=entity_of[e.idx]) for e in snap.entries]
-    snap.members = {entity_of[g]: tuple(entity_of[m] for m in members) for g, members in snap.members.items()}
-    return snap
-
-
-def _compared(entry: Entry, members: tuple[int, ...] | None, attrs_json: dict) -> tuple:
-    attrs = None
-    if entry.attrs:
-        key = tuple(entry.attrs.items())
-        attrs = attrs_json.get(key)
-        if attrs is None:
-            attrs = attrs_json[key] = json.dumps(dict(entry.attrs), separators=(",", ":"))
-    packed = pack(members) if members is not None else None
-    return (entry.kind, entry.dn, entry.name, entry.uuid, entry.enabled, attrs, packed)
-
-
-def _same(old: tuple, new: tuple) -> bool:
-    kind, dn, name, uuid, enabled, attrs, members = old
-    return (kind, dn, name, uuid, bool(enabled), attrs, None if members is None else bytes(members)) == new
-
-
-def _row(snapshot_id: int, entry: Entry, compared: tuple) -> tuple:
-    kind, dn, name, uuid, enabled, attrs, members = compared
-    identity = identity_key(uuid, dn)
-    norm = identity[3:] if identity.startswith("dn:") else dnutil.normalize(dn)
-    return (entry.idx, snapshot_id, identity, kind, dn, norm, name, name.lower(), uuid, enabled, attrs, members)
-
-
-def _insert_head(conn: Connection, snap: Snapshot, sync: dict | None) -> int:
-    info = snap.info()
-    return conn.execute(
-        snapshots.insert().values(
-            taken_at=snap.taken_at,
-            source=snap.source,
-            flavour=snap.flavour,
-            bases=dict(snap.bases),
-            users=info.users,
-            grants=info.grants,
-            roles=info.roles,
-            memberships=info.memberships,
-            sync=json.dumps(sync) if sync is not None else None,
-        )
-    ).inserted_primary_key[0]
-
-
-def _close(conn: Connection, entities: list[int], snapshot_id: int) -> None:
-    if entities:
-        conn.execute(
-            update(entry_versions).where(V.entity == bindparam("e"), V.until.is_(None)).values(until=snapshot_id),
-            [{"e": e} for e in entities],
-        )
 
 
 def bulk_insert(conn: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:

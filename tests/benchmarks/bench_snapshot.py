@@ -61,6 +61,11 @@ def access_show(bench: Bench, uid: str) -> Run:
     return run_child(argv, bench.env, bench.tmp / "access.out", bench.tmp / "access.err")
 
 
+def start_up(bench: Bench) -> Run:
+    """``rbac-migrate --version``: the interpreter and the command line alone, what every command pays."""
+    return run_child([bench.cli, "--version"], bench.env, bench.tmp / "version.out", bench.tmp / "version.err")
+
+
 def pick_user(org: SampleOrg) -> str:
     """An enabled user from the middle of the org, holding a role when one does."""
     middle = org.users[len(org.users) // 2 :] + org.users[: len(org.users) // 2]
@@ -69,20 +74,25 @@ def pick_user(org: SampleOrg) -> str:
     return (with_role or enabled or middle)[0].uid
 
 
-def member_changes(bench: Bench, count: int, seed: int) -> None:
-    """``count`` single member values added or deleted with ldapmodify, half each (untimed)."""
+def member_changes(bench: Bench, count: int, seed: int, members: dict[str, list[str]]) -> None:
+    """``count`` single member values added or deleted with ldapmodify, half each (untimed).
+
+    ``members`` holds each group's values as earlier rounds left them, and is kept up to date.
+    """
     rng = random.Random(seed)
-    groups = [g for g in bench.org.groups if len(g.members) > 1]
+    groups = [dn for dn, values in members.items() if len(values) > 1]
     users = [u.dn for u in bench.org.users]
     ldif = []
     for number in range(count):
         group = rng.choice(groups)
         if number % 2:
-            op, value = "delete", rng.choice(group.members)
+            op, value = "delete", rng.choice(members[group])
+            members[group].remove(value)
             groups.remove(group)  # one delete per group, so a value is never deleted twice
         else:
-            op, value = "add", next(dn for dn in iter(lambda: rng.choice(users), None) if dn not in group.members)
-        ldif.append(f"dn: {group.dn}\nchangetype: modify\n{op}: member\nmember: {value}\n-\n")
+            op, value = "add", next(dn for dn in iter(lambda: rng.choice(users), None) if dn not in members[group])
+            members[group].append(value)
+        ldif.append(f"dn: {group}\nchangetype: modify\n{op}: member\nmember: {value}\n-\n")
     path = bench.tmp / "changes.ldif"
     path.write_text("\n".join(ldif), encoding="utf-8")
     argv = bench.ldap_tool("ldapmodify", "-c", "-f", str(path))
@@ -111,12 +121,13 @@ def store_bytes(bench: Bench) -> int:
 def measure(bench: Bench, repeat: int) -> dict[str, list]:
     """Per round: reference, first snapshot, 100 changes, reference, repeat snapshot."""
     found: dict[str, list] = {"ldapsearch": [], "first snapshot": [], "repeat snapshot": [], "growth": []}
+    members = {g.dn: list(g.members) for g in bench.org.groups}
     for number in range(repeat):
         prepare_store(bench)
         found["ldapsearch"].append(ldapsearch_pass(bench))
         found["first snapshot"].append(snapshot_take(bench))
         before = store_bytes(bench)
-        member_changes(bench, CHANGES, seed=number)
+        member_changes(bench, CHANGES, number, members)
         found["ldapsearch"].append(ldapsearch_pass(bench))
         found["repeat snapshot"].append(snapshot_take(bench))
         print(f"  repeat snapshot {number + 1}: {how_read(bench)}")
@@ -198,11 +209,13 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     found = measure(bench, args.repeat)
     uid = pick_user(bench.org)
     accesses = [access_show(bench, uid) for _ in range(args.repeat)]
+    starts = [start_up(bench) for _ in range(3)]
     print(f"store: {bench.store_url or bench.store_path}")
     print(f"runs ({args.repeat} each, seconds):")
     for name in ("ldapsearch", "first snapshot", "repeat snapshot"):
         print(runs_line(name, found[name]))
     print(runs_line("access show", accesses))
+    print(runs_line("rbac-migrate --version (start-up)", starts))
     print(table(found, accesses, uid))
     print(rss_note())
 
