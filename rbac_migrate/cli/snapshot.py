@@ -58,8 +58,8 @@ def take(app, full) -> None:
 def prune(app, keep, days) -> None:
     """Remove old snapshots and the entry versions only they held; the latest is always kept.
 
-    Reports (orphans, progress) start their history at the oldest snapshot kept, so keep those
-    whose trend or first-seen dates you still need.
+    The findings register is brought up to date first, so every finding keeps the date it was
+    first seen and its history of fixes; the progress trend starts at the oldest snapshot kept.
 
     \b
     Example:
@@ -70,6 +70,10 @@ def prune(app, keep, days) -> None:
         raise click.UsageError("give --keep N or --older-than DAYS")
     older = datetime.now(timezone.utc) - timedelta(days=days) if days is not None else None
     store = connections.store_for(app.settings)
+    if store.snapshots():
+        from .. import reports
+
+        reports.orphans(store)  # what reports need from the history, into the register, before it goes
     removed = store.prune_snapshots(keep=keep, older_than=older)
     remaining = store.snapshots()
     note(f"removed {len(removed)} snapshots; {len(remaining)} kept, oldest {remaining[0].id if remaining else '-'}")

@@ -105,8 +105,15 @@ def _register(store: Store, report: OrphanReport) -> None:
     current += [_registered(a.finding, ACCEPTED) for a in report.accepted]
     if not store.findings.sync(report.snapshot.id, seen_at, current):
         return
-    status = {f.key: f.status for f in store.findings.register()}
-    report.findings = [replace(f, status=status.get(f.key, OPEN)) for f in report.findings]
+    registered = {f.key: f for f in store.findings.register()}
+
+    def known(finding: Finding) -> Finding:
+        # The register remembers first sightings older than the snapshots still kept (after a prune).
+        entry = registered.get(finding.key)
+        first = iso(entry.first_seen) if entry is not None and iso(entry.first_seen) < finding.first_seen else None
+        return replace(finding, status=entry.status if entry else OPEN, first_seen=first or finding.first_seen)
+
+    report.findings = [known(f) for f in report.findings]
 
 
 def _registered(finding: Finding, status: str) -> RegisteredFinding:
