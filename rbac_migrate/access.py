@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,6 +14,8 @@ from .model import GRANT, GROUP_KINDS, ROLE, USER, Entry, Snapshot
 MAX_PATHS = 50
 # Nested groups can multiply paths; a walk stops collecting past this many, whatever the nesting.
 MAX_WALK = 1000
+# Past this many members asked about one by one, inverting every member list at once is cheaper.
+SCANS_BEFORE_INDEX = 64
 
 
 @dataclass(frozen=True)
@@ -62,67 +65,219 @@ class Grant:
         return out
 
 
-class AccessGraph:
-    """Membership graph of a snapshot, walked upwards from members to the groups holding them."""
+class MembershipGraph:
+    """The memberships of one snapshot, walked up (member → groups) or down (group → members).
 
-    def __init__(self, snapshot: Snapshot):
+    Up: ``groups_of``, ``above``, ``reach``, ``effective_grants``, ``grants_given``, ``paths``.
+    Down: ``below``, ``holders``, ``reaching``, ``reaching_all``, ``size``, ``roles_by_user``.
+
+    Nothing is inverted up front, so a question costs what it touches: one user's access scans
+    the member lists once for that user, "who reaches G" walks G and the groups inside it, and
+    a report about many users inverts the member lists for those users only (``index``), one
+    set intersection per group. Closures either way are memoised.
+
+    Users need not be loaded: every member that is not a group, nor in ``not_users`` (external
+    entries, dangling values), is a user; ``disabled`` names disabled users not loaded.
+    """
+
+    def __init__(self, snapshot: Snapshot, not_users: Collection[int] = (), disabled: Collection[int] = ()):
         self.snapshot = snapshot
+        self.members = snapshot.members
         self.by_idx = {e.idx: e for e in snapshot.entries}
+        self.groups = {i: e for i, e in self.by_idx.items() if e.kind in GROUP_KINDS}
+        loaded = [e for e in snapshot.entries if e.kind != GRANT and e.kind != ROLE]
+        self.not_users = frozenset(not_users).union(self.groups, (e.idx for e in loaded if e.kind != USER))
+        self.disabled = frozenset(disabled).union(e.idx for e in loaded if e.kind == USER and not e.enabled)
+        self._up: dict[int, list[int]] = {}  # member → its groups, for the members asked about so far
+        self._indexed_all = False
+        self._scans = 0
+        self._above: dict[int, frozenset[int]] = {}
+        self._holders: dict[int, frozenset[int]] = {}
+
+    # -- entries
+
+    def kind(self, idx: int) -> str | None:
+        """The entry's kind, or None when it is not loaded."""
+        entry = self.by_idx.get(idx)
+        return entry.kind if entry else None
+
+    def name(self, idx: int) -> str:
+        return self.by_idx[idx].name
+
+    def of_kind(self, kind: str) -> list[int]:
+        """The groups of one kind (GRANT or ROLE)."""
+        return [idx for idx, entry in self.groups.items() if entry.kind == kind]
+
+    # -- up: from a member to the groups that hold it
 
     @cached_property
-    def parents(self) -> dict[int, list[int]]:
-        """Member idx → the groups it is a direct member of, for every member at once."""
-        up: dict[int, list[int]] = defaultdict(list)
-        for group_idx, members in self.snapshot.members.items():
-            for member in set(members):
-                up[member].append(group_idx)
-        for groups in up.values():
-            groups.sort()
-        return dict(up)
+    def children(self) -> dict[int, frozenset[int]]:
+        """Group → the groups that are direct members of it."""
+        ids = frozenset(self.groups)
+        return {group: ids.intersection(members) for group, members in self.members.items()}
+
+    @cached_property
+    def _group_parents(self) -> dict[int, list[int]]:
+        parents: dict[int, list[int]] = defaultdict(list)
+        for group, kids in self.children.items():
+            for kid in kids:
+                parents[kid].append(group)
+        return {kid: sorted(groups) for kid, groups in parents.items()}
 
     @cached_property
     def _member_sets(self) -> dict[int, frozenset[int]]:
-        return {group: frozenset(members) for group, members in self.snapshot.members.items()}
+        return {group: frozenset(members) for group, members in self.members.items()}
 
-    def parents_of(self, idx: int) -> list[int]:
-        """The groups idx is a direct member of.
+    def groups_of(self, idx: int) -> list[int]:
+        """The groups idx (a user, a role or a grant) is a direct member of, sorted."""
+        if idx in self.groups:
+            return self._group_parents.get(idx, [])
+        found = self._up.get(idx)
+        if found is None:
+            if self._indexed_all:
+                return []
+            self._scans += 1
+            if self._scans > SCANS_BEFORE_INDEX:
+                self.index()
+                return self._up.get(idx, [])
+            found = self._up[idx] = sorted(g for g, members in self._member_sets.items() if idx in members)
+        return found
 
-        Questions about one user touch a handful of nodes, so scanning the groups per node beats
-        inverting a million memberships; bulk work builds the full inversion once.
+    def index(self, members: Iterable[int] | None = None) -> None:
+        """Look up the groups of many members at once (None: every member).
+
+        One set intersection per group, done in C; per-member scans are for a handful of users.
         """
-        if "parents" in self.__dict__:
-            return self.parents.get(idx, [])
-        cache = self.__dict__.setdefault("_parents_cache", {})
-        if idx not in cache:
-            cache[idx] = sorted(g for g, members in self._member_sets.items() if idx in members)
-        return cache[idx]
+        if self._indexed_all:
+            return
+        wanted = None if members is None else set(members) - self._up.keys() - self.groups.keys()
+        found: dict[int, list[int]] = defaultdict(list)
+        for group, values in self.members.items():
+            for member in set(values) if wanted is None else wanted.intersection(values):
+                found[member].append(group)
+        new = found.keys() - self._up.keys() - self.groups.keys() if wanted is None else wanted
+        for member in new:
+            self._up[member] = sorted(found.get(member, ()))
+        self._indexed_all = members is None
 
-    def direct_groups(self, idx: int, kind: str | None = None) -> list[Entry]:
-        groups = (self.by_idx[g] for g in self.parents_of(idx))
-        return [g for g in groups if kind is None or g.kind == kind]
+    def above(self, group: int) -> frozenset[int]:
+        """The group and every group it is nested into, at any depth (cycles are safe)."""
+        found = self._above.get(group)
+        if found is None:
+            seen, stack = {group}, [group]
+            while stack:
+                for parent in self.groups_of(stack.pop()):
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            found = self._above[group] = frozenset(seen)
+        return found
 
-    def reachable(self, idx: int) -> set[int]:
-        """Every group reachable from idx by membership, nesting included (cycles are safe)."""
-        seen: set[int] = set()
-        stack = list(self.parents_of(idx))
-        while stack:
-            group = stack.pop()
-            if group not in seen:
-                seen.add(group)
-                stack.extend(self.parents_of(group))
-        return seen
+    def reach(self, idx: int) -> set[int]:
+        """Every group idx reaches by membership: direct, through roles and through nesting."""
+        found: set[int] = set()
+        for group in self.groups_of(idx):
+            found |= self.above(group)
+        return found
 
     def effective_grants(self, idx: int) -> frozenset[int]:
         """The grant groups idx reaches."""
-        return frozenset(g for g in self.reachable(idx) if self.by_idx[g].kind == GRANT)
+        return frozenset(g for g in self.reach(idx) if self.kind(g) == GRANT)
+
+    def grants_given(self, groups: Iterable[int]) -> frozenset[int]:
+        """The grants that holding all these groups gives: grants among them and above them."""
+        found: set[int] = set()
+        for group in groups:
+            found |= self.above(group)
+        return frozenset(g for g in found if self.kind(g) == GRANT)
+
+    def assigned_grants(self, idx: int) -> frozenset[int]:
+        """Grants given to idx as such: direct grants, and the grants of the roles it holds.
+
+        Grants that only follow from grant nesting are left out: they come along anyway.
+        """
+        direct = self.groups_of(idx)
+        grants = {g for g in direct if self.kind(g) == GRANT}
+        seen: set[int] = set()
+        stack = [g for g in direct if self.kind(g) == ROLE]
+        while stack:
+            role = stack.pop()
+            if role in seen:
+                continue
+            seen.add(role)
+            for parent in self.groups_of(role):
+                if self.kind(parent) == GRANT:
+                    grants.add(parent)
+                else:
+                    stack.append(parent)
+        return frozenset(grants)
+
+    def reduce(self, grants: Iterable[int]) -> frozenset[int]:
+        """Drop grants another grant of the set already gives through nesting."""
+        wanted = set(grants)
+        implied = {g for h in wanted for g in self.reach(h) & wanted if h not in self.above(g)}
+        return frozenset(wanted - implied)
+
+    # -- down: from a group to the members below it
+
+    def below(self, group: int) -> set[int]:
+        """The group and every group nested inside it, at any depth (cycles are safe)."""
+        seen, stack = {group}, [group]
+        while stack:
+            for child in self.children.get(stack.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return seen
+
+    def size(self, group: int) -> int:
+        """Member values of the group and the groups nested in it: the most users who can reach it."""
+        return sum(len(self.members.get(node, ())) for node in self.below(group))
+
+    def holders(self, group: int) -> frozenset[int]:
+        """Every user (enabled or not) who reaches the group."""
+        if group not in self._holders:
+            below = (self.members.get(node, ()) for node in self.below(group))
+            self._holders[group] = frozenset(set().union(*below) - self.not_users)
+        return self._holders[group]
+
+    def reaching(self, group: int, among: Collection[int]) -> set[int]:
+        """The members of ``among`` who reach the group, directly or through nesting."""
+        pool = among if isinstance(among, (set, frozenset)) else frozenset(among)
+        found: set[int] = set()
+        for node in self.below(group):
+            found |= pool.intersection(self.members.get(node, ()))
+        return found
+
+    def reaching_all(self, grants: Iterable[int]) -> set[int]:
+        """Every user (enabled or not) who reaches all of the grants."""
+        found: set[int] | None = None
+        for grant in sorted(grants, key=self.size):
+            if grant not in self.groups:
+                return set()
+            found = set(self.holders(grant)) if found is None else self.reaching(grant, found)
+            if not found:
+                break
+        return found or set()
+
+    def roles_by_user(self) -> dict[int, set[int]]:
+        """User → the roles they hold, directly or through nested groups."""
+        held: dict[int, set[int]] = defaultdict(set)
+        for role in self.of_kind(ROLE):
+            for user in self.holders(role):
+                held[user].add(role)
+        return dict(held)
+
+    # -- paths: why a member reaches a group
 
     def paths(self, idx: int, target: int | None = None, limit: int = MAX_PATHS) -> list[AccessPath]:
         """Simple membership paths from idx to target (or to every group), shortest first."""
         found: list[AccessPath] = []
-        allowed = None if target is None else self._groups_below(target) | {target}
+        # Only groups nested inside the target can lie on a path to it.
+        allowed = None if target is None else self.below(target)
 
         def walk(node: int, trail: list[int]) -> None:
-            for group in self.parents_of(node):
+            for group in self.groups_of(node):
                 if len(found) >= MAX_WALK:
                     return
                 if group in trail or (allowed is not None and group not in allowed):
@@ -137,19 +292,8 @@ class AccessGraph:
         found.sort(key=lambda p: (len(p.hops), p.describe()))
         return found if target is None else found[:limit]
 
-    def _groups_below(self, target: int) -> set[int]:
-        """Groups nested (at any depth) inside target: only they can lie on a path to it."""
-        below: set[int] = set()
-        stack = [target]
-        while stack:
-            for member in self.snapshot.members.get(stack.pop(), ()):
-                if member not in below and member in self.snapshot.members:
-                    below.add(member)
-                    stack.append(member)
-        return below
-
-    def grants_of(self, idx: int) -> list[Grant]:
-        """Effective grants with their paths, sorted by name."""
+    def grants_with_paths(self, idx: int) -> list[Grant]:
+        """idx's effective grants, each with the paths that give it, sorted by name."""
         by_group: dict[int, list[AccessPath]] = defaultdict(list)
         for path in self.paths(idx):
             end = path.hops[-1]
@@ -192,22 +336,22 @@ class UserAccess:
     grants: list[Grant]
 
 
-def _user_graph(store, user: str, snapshot: str | int | None) -> tuple[AccessGraph, Entry]:
+def _user_graph(store, user: str, snapshot: str | int | None) -> tuple[MembershipGraph, Entry]:
     info = store.snapshot_info(snapshot)
     entry = find_one(store.find_entries(info.id, user, (USER,)), "user", user)
     snap = store.load_snapshot(info.id, kinds=())
     snap.entries.append(entry)
-    return AccessGraph(snap), entry
+    return MembershipGraph(snap), entry
 
 
 def access_show(store, user: str, snapshot: str | int | None = None) -> UserAccess:
     """A user's effective grants with their sources, from a snapshot (latest by default)."""
     graph, entry = _user_graph(store, user, snapshot)
     roles = sorted(
-        (graph.by_idx[g] for g in graph.reachable(entry.idx) if graph.by_idx[g].kind == ROLE),
+        (graph.by_idx[g] for g in graph.reach(entry.idx) if graph.kind(g) == ROLE),
         key=lambda e: e.name.lower(),
     )
-    return UserAccess(graph.snapshot.id or 0, entry, roles, graph.grants_of(entry.idx))
+    return UserAccess(graph.snapshot.id or 0, entry, roles, graph.grants_with_paths(entry.idx))
 
 
 def access_explain(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from .access import MembershipGraph
 from .errors import RbacMigrateError
 from .model import GRANT
-from .roles.catalogue import GroupGraph, suggest_name
+from .roles.catalogue import suggest_name
 
 EXISTING = "existing role"
 EXISTING_SET = "existing roles"
@@ -104,7 +105,7 @@ class Proposals:
 
 
 def propose(
-    graph: GroupGraph,
+    graph: MembershipGraph,
     request: Request,
     roles: Iterable[KnownRole],
     taken: Collection[str],
@@ -113,7 +114,7 @@ def propose(
     """Proposals in order of fit: roles whose assignment rule matches the joiner; exact existing roles;
     existing roles plus extras; a new role."""
     requested, evidence, not_copied = _requested(graph, request)
-    wanted = graph.grants_of(requested)
+    wanted = graph.grants_given(requested)
     movable = graph.reaching_all(wanted) - graph.disabled - {request.joiner}
     roles = sorted(roles, key=lambda r: r.name.lower())
     ruled = sorted(ruled, key=lambda r: r.name.lower())
@@ -138,14 +139,14 @@ def propose(
     return Proposals(request, requested, evidence, not_copied, proposals, _nested(graph, request, wanted - requested))
 
 
-def _nested(graph: GroupGraph, request: Request, grants: Collection[int]) -> tuple[Evidence, ...]:
+def _nested(graph: MembershipGraph, request: Request, grants: Collection[int]) -> tuple[Evidence, ...]:
     """Evidence for the grants that come with the request through nesting: the role gives them too."""
     peers = request.peers - {request.joiner}
     ordered = sorted(grants, key=lambda g: graph.name(g).lower())
     return tuple(Evidence(g, len(graph.reaching(g, peers)) if peers else 0, len(peers), NESTED) for g in ordered)
 
 
-def _requested(graph: GroupGraph, request: Request) -> tuple[frozenset[int], tuple[Evidence, ...], tuple]:
+def _requested(graph: MembershipGraph, request: Request) -> tuple[frozenset[int], tuple[Evidence, ...], tuple]:
     peers = request.peers - {request.joiner}
     count = len(peers)
 

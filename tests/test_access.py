@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from rbac_migrate.access import MAX_WALK, AccessGraph
+from rbac_migrate.access import MAX_WALK, MembershipGraph
 from rbac_migrate.model import GRANT, ROLE, USER, Entry, Snapshot
 
 
-def graph(members: dict[int, tuple[int, ...]], kinds: dict[int, str]) -> AccessGraph:
+def graph(members: dict[int, tuple[int, ...]], kinds: dict[int, str]) -> MembershipGraph:
     entries = [Entry(i, kind, f"cn=e{i},dc=x", f"e{i}") for i, kind in sorted(kinds.items())]
-    return AccessGraph(Snapshot(datetime.now(timezone.utc), "test", "openldap", {}, entries, members))
+    return MembershipGraph(Snapshot(datetime.now(timezone.utc), "test", "openldap", {}, entries, members))
 
 
 def test_nesting_cycles_terminate_and_reach_every_group():
@@ -25,7 +25,7 @@ def test_nesting_cycles_terminate_and_reach_every_group():
 def test_sources_direct_role_and_nested():
     # user 0: direct in grant 1, holds role 2, role 2 is a member of grant 1 and grant 3.
     g = graph({1: (0, 2), 2: (0,), 3: (2,)}, {0: USER, 1: GRANT, 2: ROLE, 3: GRANT})
-    grants = {grant.group.name: grant.sources for grant in g.grants_of(0)}
+    grants = {grant.group.name: grant.sources for grant in g.grants_with_paths(0)}
     assert grants == {"e1": ["direct", "role: e2"], "e3": ["role: e2"]}
 
 
@@ -33,9 +33,9 @@ def test_per_user_and_bulk_parent_lookups_agree():
     members = {10: (0, 1, 11), 11: (2,), 12: (11, 0)}
     kinds = {0: USER, 1: USER, 2: USER, 10: GRANT, 11: GRANT, 12: ROLE}
     lazy, bulk = graph(members, kinds), graph(members, kinds)
-    assert bulk.parents  # builds the full inversion
+    bulk.index()  # builds the full inversion
     for idx in kinds:
-        assert lazy.parents_of(idx) == bulk.parents_of(idx)
+        assert lazy.groups_of(idx) == bulk.groups_of(idx)
 
 
 def test_path_enumeration_is_bounded_in_dense_nesting():
@@ -54,6 +54,6 @@ def test_path_enumeration_is_bounded_in_dense_nesting():
     g = graph(members, kinds)
     assert len(g.paths(0)) == MAX_WALK
     assert g.effective_grants(0) == frozenset(k for k in kinds if k)
-    shown = g.grants_of(0)
+    shown = g.grants_with_paths(0)
     assert {grant.group.idx for grant in shown} == set(g.effective_grants(0))  # none lost to the bound
     assert all(grant.paths for grant in shown)

@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
+from rbac_migrate.access import MembershipGraph
 from rbac_migrate.demo.sampleorg import generate
 from rbac_migrate.model import DANGLING, GRANT, ROLE, USER, Entry, Snapshot
 from rbac_migrate.proposals import COMBINED, EXISTING, NEW, KnownRole, ProposalError, Request, propose
-from rbac_migrate.roles.catalogue import GroupGraph, rank_candidates, suggest_name
+from rbac_migrate.roles.catalogue import rank_candidates, suggest_name
 
 FIN = {"departmentNumber": "Finance", "title": "Financial Analyst"}
 ENG = {"departmentNumber": "Engineering", "title": "Engineer"}
@@ -30,7 +31,7 @@ class Org:
         self.idx = {e.name: e.idx for e in entries}
         members = {self.idx[g]: tuple(self.idx[m] for m in ms) for g, (_, ms) in groups.items()}
         self.snapshot = Snapshot(datetime.now(timezone.utc), "test", "openldap", {}, entries, members, id=1)
-        self.graph = GroupGraph.of(self.snapshot)
+        self.graph = MembershipGraph(self.snapshot)
 
     def ids(self, *names: str) -> frozenset[int]:
         return frozenset(self.idx[n] for n in names)
@@ -41,7 +42,7 @@ class Org:
     def roles(self) -> list[KnownRole]:
         graph = self.graph
         return [
-            KnownRole(graph.name(r), graph.groups[r].dn, graph.grants_of([r]), graph.holders(r))
+            KnownRole(graph.name(r), graph.groups[r].dn, graph.grants_given([r]), graph.holders(r))
             for r in graph.of_kind(ROLE)
         ]
 
@@ -202,7 +203,7 @@ def test_candidates_are_ranked_and_near_misses_set_apart():
     }
     org = Org(users, groups, disabled={"gone"})
     role = org.idx["role-fin"]
-    found = rank_candidates(org.graph, org.graph.grants_of([role]), org.graph.holders(role), max_missing=1)
+    found = rank_candidates(org.graph, org.graph.grants_given([role]), org.graph.holders(role), max_missing=1)
     assert [(org.snapshot.entries[c.user].name, c.explained, c.direct) for c in found.safe] == [
         ("full", 3, 3),
         ("extra", 3, 4),
@@ -238,9 +239,9 @@ def snapshot_of(org) -> tuple[Snapshot, dict[str, int]]:
 def sample():
     org = generate(3000, seed=5)
     snap, idx = snapshot_of(org)
-    graph = GroupGraph.of(snap)
+    graph = MembershipGraph(snap)
     roles = [
-        KnownRole(graph.name(r), graph.groups[r].dn, graph.grants_of([r]), graph.holders(r))
+        KnownRole(graph.name(r), graph.groups[r].dn, graph.grants_given([r]), graph.holders(r))
         for r in graph.of_kind(ROLE)
     ]
     return org, snap, idx, graph, roles
@@ -257,8 +258,8 @@ def test_generated_org_profiles_are_recovered_from_peers(sample):
         peers = frozenset(idx[u.uid] for u in people)
         request = Request(idx[joiner.uid], joiner.uid, peers, f"{dept} / {title}", name_parts=(dept, title))
         found = propose(graph, request, roles, {r.name for r in roles})
-        expected = graph.grants_of(idx[g] for g in profile)
-        assert graph.grants_of(found.requested) == expected, (dept, title)
+        expected = graph.grants_given(idx[g] for g in profile)
+        assert graph.grants_given(found.requested) == expected, (dept, title)
         first = found.proposals[0]
         planted = [r for r, p in org.role_profiles.items() if p == (dept, title)]
         if planted:
@@ -273,8 +274,8 @@ def test_generated_org_candidates_match_the_generators_ground_truth(sample):
     org, snap, idx, graph, roles = sample
     for role_name in org.planted.get("unused_role", []) + sorted(org.role_profiles)[:2]:
         role = idx[role_name]
-        found = rank_candidates(graph, graph.grants_of([role]), graph.holders(role))
-        wanted = {graph.name(g) for g in graph.grants_of([role])}
+        found = rank_candidates(graph, graph.grants_given([role]), graph.holders(role))
+        wanted = {graph.name(g) for g in graph.grants_given([role])}
         expected = {
             u.uid
             for u in org.users

@@ -104,7 +104,7 @@ def _gives(found, proposal) -> list[str]:
     """Every grant the proposal gives, nesting included."""
     graph = found.graph
     grants = set(proposal.extras) | {g for r in proposal.roles for g in r.grants} or set(proposal.grants)
-    return sorted(graph.name(g) for g in graph.grants_of(g for g in grants if g in graph.groups))
+    return sorted(graph.name(g) for g in graph.grants_given(g for g in grants if g in graph.groups))
 
 
 def _evidence(result, evidence, name) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import changeset as cs
 from .. import connections
 from .. import dn as dnutil
-from ..access import AccessGraph, find_one, match_entries
+from ..access import MembershipGraph, find_one, match_entries
 from ..audit import operator
 from ..config import Settings
 from ..model import ROLE, USER, Batch
@@ -65,7 +65,7 @@ def plan(
     """A plan for the named users, or for the next N safe candidates, built against the live directory."""
     settings.require("grant_base", "role_base")
     snap = store.load_snapshot()
-    graph = AccessGraph(snap)
+    graph = MembershipGraph(snap)
     role_entry = find_one(match_entries(snap, role, (ROLE,)), "role", role)
     with connections.directory_for(settings, prompt) as directory:
         view = LiveView(directory, settings)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from .. import changeset as cs
 from .. import dn as dnutil
-from ..access import AccessGraph
+from ..access import MembershipGraph
 from ..errors import RbacMigrateError
 from ..model import GRANT, Entry
 from .live import LiveView, is_grant
@@ -25,16 +25,17 @@ class NothingToMigrate(PlanError):
     """No user is left whose access the role covers."""
 
 
-def candidates(graph: AccessGraph, role: Entry, is_protected) -> list[Entry]:
+def candidates(graph: MembershipGraph, role: Entry, is_protected) -> list[Entry]:
     """Enabled, unprotected users whose access already covers the role, most explained first."""
     role_grants = graph.effective_grants(role.idx)
     scored = []
     for user in graph.snapshot.entries:
         if user.kind != "user" or not user.enabled or is_protected(user):
             continue
-        if any(g.idx == role.idx for g in graph.direct_groups(user.idx)):
+        groups = graph.groups_of(user.idx)
+        if role.idx in groups:
             continue
-        direct = {g.idx for g in graph.direct_groups(user.idx) if g.kind == GRANT}
+        direct = {g for g in groups if graph.kind(g) == GRANT}
         covered = direct & role_grants
         if covered and role_grants <= graph.effective_grants(user.idx):
             scored.append((-len(covered), user.name.lower(), user))

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from .. import dn as dnutil
+from ..access import MembershipGraph
 from ..model import DANGLING, GRANT, ROLE, USER, Entry, FindingException, Snapshot, SnapshotInfo, identity_key
 from .outliers import SIGNAL_RANK, OutlierSettings, find_outliers
 from .provenance import iso, snapshot_fields
-from .reach import Reach, roles_by_user
 
 # Stable identifiers: scripts and spreadsheets key on them, so never rename one.
 CATEGORIES: dict[str, str] = {
@@ -306,16 +306,17 @@ class _Scan:
         self.hr = hr
         self.outlier_settings = outliers
         self.outlier_note = ""
-        self.by_idx = {e.idx: e for e in snap.entries}
+        self.graph = MembershipGraph(snap)
+        self.by_idx = self.graph.by_idx
         self.users = [e for e in snap.entries if e.kind == USER]
         self.moved_from = movers
         self.movers = [u for u in self.users if u.enabled and identity(u) in movers] if movers else []
         self.peers = self._peers()
-        self.roles = roles_by_user(snap, self.by_idx)
-        wanted = [u.idx for u in self.users if self._interesting(u)]
-        wanted += [u.idx for u in self.movers]
-        wanted += [p.idx for group in self.peers.values() for p in group]
-        self.reach = Reach(snap, wanted, self.by_idx)
+        self.roles = self.graph.roles_by_user()
+        self.wanted = {u.idx for u in self.users if self._interesting(u)}
+        self.wanted.update(u.idx for u in self.movers)
+        self.wanted.update(p.idx for group in self.peers.values() for p in group)
+        self.graph.index(self.wanted)
 
     def _interesting(self, user: Entry) -> bool:
         """Users some category looks at: the memberships of everyone else are never needed."""
@@ -340,7 +341,7 @@ class _Scan:
     def hits(self) -> list[Hit]:
         out = self._dangling() + self._empty_groups() + self._unused_roles()
         for user in self.users:
-            if user.idx in self.reach.parents:
+            if user.idx in self.wanted:
                 out += self._user_findings(user)
         movers = self._mover_leftovers()
         out += movers
@@ -355,7 +356,7 @@ class _Scan:
 
     def _peer_outliers(self, known: set[tuple[int, int]]) -> list[Hit]:
         """Rights few current peers hold; a mover's leftovers are already reported as such."""
-        scan = find_outliers(self.snap, self.outlier_settings, self.by_idx)
+        scan = find_outliers(self.snap, self.outlier_settings, self.graph)
         self.outlier_note = scan.note
         return [
             self.hit("peer-outlier", o.group, o.user, reason=o.reason, signal=o.signal)
@@ -397,8 +398,11 @@ class _Scan:
 
     # -- users
 
+    def _direct(self, idx: int) -> list[Entry]:
+        return [self.by_idx[g] for g in self.graph.groups_of(idx)]
+
     def _user_findings(self, user: Entry) -> list[Hit]:
-        direct = self.reach.direct(user.idx)
+        direct = self._direct(user.idx)
         if not direct:
             return []
         if not user.enabled:
@@ -416,7 +420,7 @@ class _Scan:
         """Direct grants a role already gives (redundant), and those no role gives (unexplained)."""
         given: dict[int, list[str]] = defaultdict(list)
         for role in sorted(roles, key=lambda r: self.by_idx[r].name.lower()):
-            for group in self.reach.closure(role):
+            for group in self.graph.above(role):
                 if group != role:
                     given[group].append(self.by_idx[role].name)
         role_names = ", ".join(sorted(self.by_idx[r].name for r in roles))
@@ -438,9 +442,9 @@ class _Scan:
         for mover in self.movers:
             key = profile(mover.attrs)
             if key not in held:
-                held[key] = set().union(*(self.reach.reach_of(p.idx) for p in self.peers[key]))
+                held[key] = set().union(*(self.graph.reach(p.idx) for p in self.peers[key]))
             reason = _moved(self.moved_from[identity(mover)], mover.attrs, bool(self.peers[key]))
-            for group in self.reach.direct(mover.idx):
+            for group in self._direct(mover.idx):
                 if group.idx not in held[key]:
                     out.append(self.hit("mover-leftover", group, mover, reason=reason))
         return out

@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..access import MembershipGraph
 from ..model import GRANT, USER, Entry, Snapshot
-from .reach import Reach
 
 OTHER_JOB, ONE_OFF = "other-job", "one-off"
 SIGNAL_RANK = {OTHER_JOB: 0, ONE_OFF: 1}
@@ -75,7 +75,7 @@ def job_label(attrs: Mapping[str, str]) -> str:
 class _Jobs:
     """Enabled users by job, and how many of each job reach each grant group."""
 
-    def __init__(self, snap: Snapshot, by_idx: dict[int, Entry], reach: Reach, users: list[Entry]):
+    def __init__(self, graph: MembershipGraph, users: list[Entry]):
         self.members: dict[tuple, list[Entry]] = defaultdict(list)
         for user in users:
             self.members[job_key(user.attrs)].append(user)
@@ -84,7 +84,7 @@ class _Jobs:
         for key, people in self.members.items():
             counts: Counter = Counter()
             for user in people:
-                grants = {g for g in reach.reach_of(user.idx) if by_idx[g].kind == GRANT}
+                grants = set(graph.effective_grants(user.idx))
                 self.reach[user.idx] = grants
                 counts.update(grants)
             self.held[key] = counts
@@ -101,20 +101,20 @@ class _Jobs:
 
 
 def find_outliers(
-    snap: Snapshot, settings: OutlierSettings | None = None, by_idx: dict[int, Entry] | None = None
+    snap: Snapshot, settings: OutlierSettings | None = None, graph: MembershipGraph | None = None
 ) -> OutlierScan:
     """Peer outliers of every enabled user in one snapshot; earlier-job bundles first."""
     settings = settings or OutlierSettings()
-    by_idx = by_idx if by_idx is not None else {e.idx: e for e in snap.entries}
+    graph = graph if graph is not None else MembershipGraph(snap)
     users = [e for e in snap.entries if e.kind == USER and e.enabled]
-    reach = Reach(snap, [u.idx for u in users], by_idx)
-    jobs = _Jobs(snap, by_idx, reach, [u for u in users if u.attrs])
+    graph.index(u.idx for u in users)
+    jobs = _Jobs(graph, [u for u in users if u.attrs])
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
     typical = _typical(jobs, judged, settings.typical_share)
     found: list[Outlier] = []
     for key in sorted(judged):
         for user in jobs.members[key]:
-            found += _user_outliers(user, key, reach, by_idx, jobs, typical, settings)
+            found += _user_outliers(user, key, graph, jobs, typical, settings)
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
@@ -132,8 +132,9 @@ def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, li
     return out
 
 
-def _user_outliers(user, key, reach, by_idx, jobs: _Jobs, typical, settings: OutlierSettings) -> list[Outlier]:
-    rare = [g.idx for g in reach.direct(user.idx) if g.kind == GRANT and jobs.share(key, g.idx) <= settings.max_share]
+def _user_outliers(user, key, graph, jobs: _Jobs, typical, settings: OutlierSettings) -> list[Outlier]:
+    direct = graph.groups_of(user.idx)
+    rare = [g for g in direct if graph.kind(g) == GRANT and jobs.share(key, g) <= settings.max_share]
     if not rare:
         return []
     other, bundle = _other_job(rare, key, typical)
@@ -147,9 +148,9 @@ def _user_outliers(user, key, reach, by_idx, jobs: _Jobs, typical, settings: Out
         if other is not None and group in bundle:
             count = f"{len(bundle)} rights" if len(bundle) > 1 else "1 right"
             reason = f"{here}; {jobs.evidence(other, group)} ({count} typical of that job)"
-            out.append(Outlier(user, by_idx[group], OTHER_JOB, reason))
+            out.append(Outlier(user, graph.by_idx[group], OTHER_JOB, reason))
         else:
-            out.append(Outlier(user, by_idx[group], ONE_OFF, f"{here}; personal: typical of no other job"))
+            out.append(Outlier(user, graph.by_idx[group], ONE_OFF, f"{here}; personal: typical of no other job"))
     return out
 
 

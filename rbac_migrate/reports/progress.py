@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import dn as dnutil
+from ..access import MembershipGraph
 from ..model import GRANT, ROLE, USER, MigrationBatch, Snapshot, SnapshotInfo
 from .provenance import iso, snapshot_fields
-from .reach import Reach, roles_by_user
 
 if TYPE_CHECKING:
     from .register import FindingsMetrics
@@ -102,21 +102,22 @@ def progress_report(snapshots: Iterable[Snapshot], batches: Iterable[MigrationBa
 
 def _coverage(info: SnapshotInfo, snap: Snapshot) -> tuple[ProgressPoint, dict[int, tuple[int, int]]]:
     """The snapshot's totals, and per role: enabled holders and how many still hold a grant it gives directly."""
-    by_idx = {e.idx: e for e in snap.entries}
+    graph = MembershipGraph(snap)
+    by_idx = graph.by_idx
     enabled = {e.idx for e in snap.entries if e.kind == USER and e.enabled}
-    roles = {u: r for u, r in roles_by_user(snap, by_idx).items() if u in enabled}
-    reach = Reach(snap, roles, by_idx)
+    roles = {u: r for u, r in graph.roles_by_user().items() if u in enabled}
+    graph.index(roles)
     direct = sum(len(enabled.intersection(m)) for g, m in snap.members.items() if by_idx[g].kind == GRANT)
     covered = 0
     holders: Counter[int] = Counter()
     still: Counter[int] = Counter()
     for user, held in roles.items():
-        grants = {g.idx for g in reach.direct(user) if g.kind == GRANT}
-        given = set().union(*(reach.closure(r) for r in held))
+        grants = {g for g in graph.groups_of(user) if graph.kind(g) == GRANT}
+        given = set().union(*(graph.above(r) for r in held))
         covered += len(grants & given)
         for role in held:
             holders[role] += 1
-            still[role] += bool(grants & reach.closure(role))
+            still[role] += bool(grants & graph.above(role))
     names = {e.name: holders[e.idx] for e in snap.entries if e.kind == ROLE}
     point = ProgressPoint(info, len(enabled), len(roles), direct, covered, dict(sorted(names.items())))
     return point, {role: (holders[role], still[role]) for role in holders}

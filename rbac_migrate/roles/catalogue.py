@@ -1,12 +1,13 @@
-"""The role catalogue's pure side: definitions, a top-down view of the groups, candidates, names."""
+"""The role catalogue's pure side: definitions, candidates, names."""
 
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..access import MembershipGraph
 from ..errors import UsageError
 from ..model import ACTIVE, DELETED, GRANT, ROLE, USER, Snapshot  # noqa: F401 - re-exported
 
@@ -24,134 +25,6 @@ def check_role_name(name: str) -> str:
             f"(at most {MAX_NAME} characters)"
         )
     return name
-
-
-class GroupGraph:
-    """The groups of a snapshot, walked top-down from each group to the members below it.
-
-    Per-group questions ("who reaches G") cost the size of G and its nested groups, so nothing
-    here inverts a million memberships. Users need not be loaded: every member that is not a
-    group, an external entry or a dangling value is a user.
-    """
-
-    def __init__(self, snapshot: Snapshot, not_users: Collection[int] = (), disabled: Collection[int] = ()):
-        self.snapshot = snapshot
-        self.members = snapshot.members
-        self.groups = {e.idx: e for e in snapshot.entries if e.is_group}
-        self.not_users = frozenset(not_users) | frozenset(self.groups)
-        self.disabled = frozenset(disabled)
-        ids = frozenset(self.groups)
-        self.children = {g: ids.intersection(members) for g, members in self.members.items()}
-        parents: dict[int, set[int]] = defaultdict(set)
-        for group, kids in self.children.items():
-            for kid in kids:
-                parents[kid].add(group)
-        self.parents = dict(parents)
-        self._holders: dict[int, frozenset[int]] = {}
-
-    @classmethod
-    def of(cls, snapshot: Snapshot) -> GroupGraph:
-        """The graph of a snapshot loaded with its user entries."""
-        not_users = [e.idx for e in snapshot.entries if e.kind != USER]
-        disabled = [e.idx for e in snapshot.entries if e.kind == USER and not e.enabled]
-        return cls(snapshot, not_users, disabled)
-
-    def kind(self, idx: int) -> str | None:
-        entry = self.groups.get(idx)
-        return entry.kind if entry else None
-
-    def name(self, idx: int) -> str:
-        return self.groups[idx].name
-
-    def of_kind(self, kind: str) -> list[int]:
-        return [idx for idx, entry in self.groups.items() if entry.kind == kind]
-
-    def up(self, start: Iterable[int]) -> set[int]:
-        """The start groups and every group they are nested into."""
-        seen: set[int] = set()
-        stack = list(start)
-        while stack:
-            group = stack.pop()
-            if group not in seen:
-                seen.add(group)
-                stack.extend(self.parents.get(group, ()))
-        return seen
-
-    def below(self, group: int) -> set[int]:
-        """The group and every group nested inside it."""
-        seen: set[int] = set()
-        stack = [group]
-        while stack:
-            node = stack.pop()
-            if node not in seen:
-                seen.add(node)
-                stack.extend(self.children.get(node, ()))
-        return seen
-
-    def grants_of(self, groups: Iterable[int]) -> frozenset[int]:
-        """Effective grants of holding all these groups (nesting included)."""
-        return frozenset(g for g in self.up(groups) if self.kind(g) == GRANT)
-
-    def size(self, group: int) -> int:
-        """Member values of the group and the groups nested in it: the most users who can reach it."""
-        return sum(len(self.members.get(node, ())) for node in self.below(group))
-
-    def reaching(self, group: int, among: Collection[int]) -> set[int]:
-        """The members of ``among`` who reach the group, directly or through nesting."""
-        pool = among if isinstance(among, (set, frozenset)) else frozenset(among)
-        found: set[int] = set()
-        for node in self.below(group):
-            found |= pool.intersection(self.members.get(node, ()))
-        return found
-
-    def holders(self, group: int) -> frozenset[int]:
-        """Every user (enabled or not) who reaches the group."""
-        if group not in self._holders:
-            below = (self.members.get(node, ()) for node in self.below(group))
-            self._holders[group] = frozenset(set().union(*below) - self.not_users)
-        return self._holders[group]
-
-    def reaching_all(self, grants: Iterable[int]) -> set[int]:
-        """Every user (enabled or not) who reaches all of the grants."""
-        found: set[int] | None = None
-        for grant in sorted(grants, key=self.size):
-            if grant not in self.groups:
-                return set()
-            found = set(self.holders(grant)) if found is None else self.reaching(grant, found)
-            if not found:
-                break
-        return found or set()
-
-    def direct_groups(self, idx: int) -> list[int]:
-        """The groups idx is a direct member of (a scan: cheap for one entry, wrong for many)."""
-        return sorted(g for g, members in self.members.items() if idx in members)
-
-    def assigned_grants(self, idx: int) -> frozenset[int]:
-        """Grants given to idx as such: direct grants, and the grants of the roles it holds.
-
-        Grants that only follow from grant nesting are left out: they come along anyway.
-        """
-        direct = self.direct_groups(idx)
-        grants = {g for g in direct if self.kind(g) == GRANT}
-        seen: set[int] = set()
-        stack = [g for g in direct if self.kind(g) == ROLE]
-        while stack:
-            role = stack.pop()
-            if role in seen:
-                continue
-            seen.add(role)
-            for parent in self.parents.get(role, ()):
-                if self.kind(parent) == GRANT:
-                    grants.add(parent)
-                else:
-                    stack.append(parent)
-        return frozenset(grants)
-
-    def reduce(self, grants: Iterable[int]) -> frozenset[int]:
-        """Drop grants another grant of the set already gives through nesting."""
-        wanted = set(grants)
-        implied = {g for h in wanted for g in self.up(self.parents.get(h, ())) & wanted if h not in self.up([g])}
-        return frozenset(wanted - implied)
 
 
 @dataclass(frozen=True)
@@ -185,7 +58,7 @@ class Candidates:
 
 
 def rank_candidates(
-    graph: GroupGraph, role_grants: frozenset[int], on_role: Collection[int], max_missing: int = 1
+    graph: MembershipGraph, role_grants: frozenset[int], on_role: Collection[int], max_missing: int = 1
 ) -> Candidates:
     """Users safe to migrate onto a role, best explained first; near-misses apart."""
     reached: Counter[int] = Counter()
@@ -204,7 +77,7 @@ def rank_candidates(
     return Candidates(role_grants, safe, near, len(complete & graph.disabled), len(skip - graph.not_users))
 
 
-def direct_grant_counts(graph: GroupGraph, users: set[int], within: frozenset[int]) -> dict[int, tuple[int, int]]:
+def direct_grant_counts(graph: MembershipGraph, users: set[int], within: frozenset[int]) -> dict[int, tuple[int, int]]:
     """For each user: (direct grants inside ``within``, all direct grants)."""
     explained: Counter[int] = Counter()
     total: Counter[int] = Counter()

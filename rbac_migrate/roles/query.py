@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from .. import dn as dnutil
 from .. import proposals
-from ..access import find_one, match_entries
+from ..access import MembershipGraph, find_one, match_entries
 from ..config import Settings
 from ..connections import Prompt, directory_for
 from ..errors import NotFoundError, RbacMigrateError, UsageError
 from ..model import ACTIVE, DANGLING, DELETED, EXTERNAL, GRANT, ROLE, USER, Entry, RoleDefinition, RoleEvent, Snapshot
 from ..store import Store
-from .catalogue import Candidates, GroupGraph, MinedNames, matches, rank_candidates
+from .catalogue import Candidates, MinedNames, matches, rank_candidates
 
 if TYPE_CHECKING:
     from ..mining.jobs import JobMining
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class JoinerProposals:
     snapshot_id: int
     joiner: Entry
-    graph: GroupGraph
+    graph: MembershipGraph
     result: proposals.Proposals
 
 
@@ -57,7 +57,7 @@ def propose(
     peers = frozenset(store.find_peers(info.id, joiner.attrs))
     groups = store.load_snapshot(info.id, kinds=())
     asked = frozenset(find_one(match_entries(groups, g, (GRANT,)), "grant", g).idx for g in grants)
-    graph = GroupGraph(groups, *store.not_users_and_disabled(info.id))
+    graph = MembershipGraph(groups, *store.not_users_and_disabled(info.id))
     roles, taken = known_roles(store, graph)
     request = proposals.Request(
         joiner=joiner.idx,
@@ -115,12 +115,12 @@ def _joiner(settings: Settings, store: Store, snapshot_id: int, user: str | Live
         return find_user(directory, settings, user).entry()
 
 
-def known_roles(store: Store, graph: GroupGraph) -> tuple[list[proposals.KnownRole], set[str]]:
+def known_roles(store: Store, graph: MembershipGraph) -> tuple[list[proposals.KnownRole], set[str]]:
     """Roles of the snapshot, overlaid with catalogue changes made since (new, changed, deleted); all names."""
     by_dn = {dnutil.normalize(e.dn): idx for idx, e in graph.groups.items()}
     found = {
         dnutil.normalize(graph.groups[idx].dn): proposals.KnownRole(
-            graph.name(idx), graph.groups[idx].dn, graph.grants_of([idx]), graph.holders(idx)
+            graph.name(idx), graph.groups[idx].dn, graph.grants_given([idx]), graph.holders(idx)
         )
         for idx in graph.of_kind(ROLE)
     }
@@ -141,11 +141,11 @@ def _newer_definitions(store: Store, snap: Snapshot) -> dict[str, RoleDefinition
     }
 
 
-def _grants_of(graph: GroupGraph, by_dn: Mapping[str, int], definition: RoleDefinition) -> frozenset[int]:
+def _grants_of(graph: MembershipGraph, by_dn: Mapping[str, int], definition: RoleDefinition) -> frozenset[int]:
     """Effective grants of a catalogue definition; a grant the snapshot lacks never matches anything."""
     known = [by_dn[k] for k in map(dnutil.normalize, definition.grants) if k in by_dn]
     unknown = {-n for n in range(1, len(definition.grants) - len(known) + 1)}
-    return graph.grants_of(known) | unknown
+    return graph.grants_given(known) | unknown
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class RoleCandidates:
     role: str
     snapshot_id: int
     users: Mapping[int, Entry]
-    graph: GroupGraph
+    graph: MembershipGraph
     result: Candidates
 
 
@@ -172,7 +172,7 @@ def candidates(store: Store, role: str, max_missing: int = 1, snapshot: str | in
         grants, name = _grants_of(graph, by_dn, definition), definition.name
     elif matched:
         entry = find_one(matched, "role", role)
-        grants, on_role, name = graph.grants_of([entry.idx]), graph.holders(entry.idx), entry.name
+        grants, on_role, name = graph.grants_given([entry.idx]), graph.holders(entry.idx), entry.name
     else:
         raise NotFoundError(f"no role '{role}' in snapshot {snap.id} or the role catalogue")
     if not grants:
@@ -182,9 +182,9 @@ def candidates(store: Store, role: str, max_missing: int = 1, snapshot: str | in
     return RoleCandidates(name, snap.id or 0, users, graph, rank_candidates(graph, grants, on_role, max_missing))
 
 
-def _with_users(store: Store, snapshot: str | int | None) -> tuple[Snapshot, GroupGraph, dict[int, Entry]]:
+def _with_users(store: Store, snapshot: str | int | None) -> tuple[Snapshot, MembershipGraph, dict[int, Entry]]:
     snap = store.load_snapshot(snapshot, kinds=(USER, EXTERNAL, DANGLING))
-    return snap, GroupGraph.of(snap), {e.idx: e for e in snap.entries if e.kind == USER}
+    return snap, MembershipGraph(snap), {e.idx: e for e in snap.entries if e.kind == USER}
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _catalogue(store: Store, with_names: bool) -> tuple[int | None, dict[str, Ro
             snap, graph, users = _with_users(store, None)
         else:
             snap, users = store.load_snapshot(None, kinds=()), {}
-            graph = GroupGraph(snap, *store.not_users_and_disabled(snap.id or 0))
+            graph = MembershipGraph(snap, *store.not_users_and_disabled(snap.id or 0))
         snap_id = snap.id
         for idx in graph.of_kind(ROLE):
             entry = graph.groups[idx]
@@ -265,7 +265,7 @@ def _catalogue(store: Store, with_names: bool) -> tuple[int | None, dict[str, Ro
             if definition and definition.state == DELETED and definition.updated_at > snap.taken_at:
                 continue  # deleted since the snapshot was taken
             managed = definition is not None and definition.state == ACTIVE
-            grants = sorted(graph.name(g) for g in graph.parents.get(idx, ()) if graph.kind(g) == GRANT)
+            grants = sorted(graph.name(g) for g in graph.groups_of(idx) if graph.kind(g) == GRANT)
             holders = graph.holders(idx)
             names = tuple(sorted(users[u].name for u in holders)) if with_names else ()
             description = definition.description if managed else None
@@ -383,7 +383,7 @@ def _snapshot_access(store: Store, snapshot: str | int | None, with_roles: bool)
     givers = {g: {g} for g in grant_label}
     if with_roles:
         for role in graph.of_kind(ROLE):
-            for grant in _role_grants(graph, role):
+            for grant in graph.assigned_grants(role):
                 givers[grant].add(role)
     enabled = frozenset(user_label)
     access: dict[str, set[str]] = {}
@@ -395,24 +395,6 @@ def _snapshot_access(store: Store, snapshot: str | int | None, with_roles: bool)
     taken = {graph.name(i) for i in graph.of_kind(ROLE)} | {d.name for d in store.roles.definitions()}
     dns = {label: graph.groups[i].dn for i, label in grant_label.items()}
     return _SnapshotAccess(snap.id or 0, access, attrs, taken, dns, len(users) - len(user_label))
-
-
-def _role_grants(graph: GroupGraph, role: int) -> set[int]:
-    """Grants a role gives as such, through roles nested in roles (grant nesting comes along anyway)."""
-    grants: set[int] = set()
-    seen: set[int] = set()
-    stack = [role]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        for parent in graph.parents.get(node, ()):
-            if graph.kind(parent) == GRANT:
-                grants.add(parent)
-            elif graph.kind(parent) == ROLE:
-                stack.append(parent)
-    return grants
 
 
 def mine_snapshot(
