@@ -15,7 +15,7 @@ MAX_PATHS = 50
 # Nested groups can multiply paths; a walk stops collecting past this many, whatever the nesting.
 MAX_WALK = 1000
 # Past this many members asked about one by one, inverting every member list at once is cheaper.
-SCANS_BEFORE_INDEX = 64
+SCANS_BEFORE_INDEX = 16
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class MembershipGraph:
         self.members = snapshot.members
         self.by_idx = {e.idx: e for e in snapshot.entries}
         self.groups = {i: e for i, e in self.by_idx.items() if e.kind in GROUP_KINDS}
+        self.grant_ids = frozenset(i for i, e in self.groups.items() if e.kind == GRANT)
         loaded = [e for e in snapshot.entries if e.kind != GRANT and e.kind != ROLE]
         self.not_users = frozenset(not_users).union(self.groups, (e.idx for e in loaded if e.kind != USER))
         self.disabled = frozenset(disabled).union(e.idx for e in loaded if e.kind == USER and not e.enabled)
@@ -122,14 +123,10 @@ class MembershipGraph:
         for group, kids in self.children.items():
             for kid in kids:
                 parents[kid].append(group)
-        return {kid: sorted(groups) for kid, groups in parents.items()}
-
-    @cached_property
-    def _member_sets(self) -> dict[int, frozenset[int]]:
-        return {group: frozenset(members) for group, members in self.members.items()}
+        return dict(parents)
 
     def groups_of(self, idx: int) -> list[int]:
-        """The groups idx (a user, a role or a grant) is a direct member of, sorted."""
+        """The groups idx (a user, a role or a grant) is a direct member of, in snapshot order."""
         if idx in self.groups:
             return self._group_parents.get(idx, [])
         found = self._up.get(idx)
@@ -140,7 +137,7 @@ class MembershipGraph:
             if self._scans > SCANS_BEFORE_INDEX:
                 self.index()
                 return self._up.get(idx, [])
-            found = self._up[idx] = sorted(g for g, members in self._member_sets.items() if idx in members)
+            found = self._up[idx] = [g for g, members in self.members.items() if idx in members]
         return found
 
     def index(self, members: Iterable[int] | None = None) -> None:
@@ -157,7 +154,7 @@ class MembershipGraph:
                 found[member].append(group)
         new = found.keys() - self._up.keys() - self.groups.keys() if wanted is None else wanted
         for member in new:
-            self._up[member] = sorted(found.get(member, ()))
+            self._up[member] = found.get(member, [])
         self._indexed_all = members is None
 
     def above(self, group: int) -> frozenset[int]:
@@ -182,14 +179,14 @@ class MembershipGraph:
 
     def effective_grants(self, idx: int) -> frozenset[int]:
         """The grant groups idx reaches."""
-        return frozenset(g for g in self.reach(idx) if self.kind(g) == GRANT)
+        return frozenset(self.reach(idx) & self.grant_ids)
 
     def grants_given(self, groups: Iterable[int]) -> frozenset[int]:
         """The grants that holding all these groups gives: grants among them and above them."""
         found: set[int] = set()
         for group in groups:
             found |= self.above(group)
-        return frozenset(g for g in found if self.kind(g) == GRANT)
+        return frozenset(found & self.grant_ids)
 
     def assigned_grants(self, idx: int) -> frozenset[int]:
         """Grants given to idx as such: direct grants, and the grants of the roles it holds.
@@ -197,7 +194,7 @@ class MembershipGraph:
         Grants that only follow from grant nesting are left out: they come along anyway.
         """
         direct = self.groups_of(idx)
-        grants = {g for g in direct if self.kind(g) == GRANT}
+        grants = set(self.grant_ids.intersection(direct))
         seen: set[int] = set()
         stack = [g for g in direct if self.kind(g) == ROLE]
         while stack:
@@ -206,7 +203,7 @@ class MembershipGraph:
                 continue
             seen.add(role)
             for parent in self.groups_of(role):
-                if self.kind(parent) == GRANT:
+                if parent in self.grant_ids:
                     grants.add(parent)
                 else:
                     stack.append(parent)

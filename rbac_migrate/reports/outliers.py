@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..access import MembershipGraph
-from ..model import GRANT, USER, Entry, Snapshot
+from ..model import USER, Entry, Snapshot
 
 OTHER_JOB, ONE_OFF = "other-job", "one-off"
 SIGNAL_RANK = {OTHER_JOB: 0, ONE_OFF: 1}
@@ -134,7 +134,7 @@ def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, li
 
 def _user_outliers(user, key, graph, jobs: _Jobs, typical, settings: OutlierSettings) -> list[Outlier]:
     direct = graph.groups_of(user.idx)
-    rare = [g for g in direct if graph.kind(g) == GRANT and jobs.share(key, g) <= settings.max_share]
+    rare = [g for g in direct if g in graph.grant_ids and jobs.share(key, g) <= settings.max_share]
     if not rare:
         return []
     other, bundle = _other_job(rare, key, typical)

@@ -112,7 +112,7 @@ def _coverage(info: SnapshotInfo, snap: Snapshot) -> tuple[ProgressPoint, dict[i
     holders: Counter[int] = Counter()
     still: Counter[int] = Counter()
     for user, held in roles.items():
-        grants = {g for g in graph.groups_of(user) if graph.kind(g) == GRANT}
+        grants = graph.grant_ids.intersection(graph.groups_of(user))
         given = set().union(*(graph.above(r) for r in held))
         covered += len(grants & given)
         for role in held:
