@@ -103,15 +103,15 @@ def _register(store: Store, report: OrphanReport) -> None:
     seen_at = as_utc(report.snapshot.taken_at)
     current = [_registered(f, OPEN) for f in report.findings]
     current += [_registered(a.finding, ACCEPTED) for a in report.accepted]
-    if not store.findings.sync(report.snapshot.id, seen_at, current):
+    registered = store.findings.sync(report.snapshot.id, seen_at, current)
+    if registered is None:
         return
-    registered = {f.key: f for f in store.findings.register()}
 
     def known(finding: Finding) -> Finding:
         # The register remembers first sightings older than the snapshots still kept (after a prune).
-        entry = registered.get(finding.key)
-        first = iso(entry.first_seen) if entry is not None and iso(entry.first_seen) < finding.first_seen else None
-        return replace(finding, status=entry.status if entry else OPEN, first_seen=first or finding.first_seen)
+        status, first_seen = registered.get(finding.key, (OPEN, None))
+        first = iso(first_seen) if first_seen is not None and iso(first_seen) < finding.first_seen else None
+        return replace(finding, status=status, first_seen=first or finding.first_seen)
 
     report.findings = [known(f) for f in report.findings]
 

@@ -80,12 +80,16 @@ class _Jobs:
         for user in users:
             self.members[job_key(user.attrs)].append(user)
         self.held: dict[tuple, Counter] = {}
-        self.reach: dict[int, set[int]] = {}
+        self.direct: dict[int, frozenset[int]] = {}
+        # People of one job mostly hold the same groups: each distinct set is walked once.
+        reach_of: dict[frozenset[int], frozenset[int]] = {}
         for key, people in self.members.items():
             counts: Counter = Counter()
             for user in people:
-                grants = set(graph.effective_grants(user.idx))
-                self.reach[user.idx] = grants
+                direct = self.direct[user.idx] = frozenset(graph.groups_of(user.idx))
+                grants = reach_of.get(direct)
+                if grants is None:
+                    grants = reach_of[direct] = graph.effective_grants(user.idx)
                 counts.update(grants)
             self.held[key] = counts
 
@@ -112,9 +116,14 @@ def find_outliers(
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
     typical = _typical(jobs, judged, settings.typical_share)
     found: list[Outlier] = []
+    verdicts: dict[tuple, list[tuple[int, str, str]]] = {}  # (job, direct groups) → what it says
     for key in sorted(judged):
         for user in jobs.members[key]:
-            found += _user_outliers(user, key, graph, jobs, typical, settings)
+            direct = jobs.direct[user.idx]
+            verdict = verdicts.get((key, direct))
+            if verdict is None:
+                verdict = verdicts[(key, direct)] = _verdict(sorted(direct), key, graph, jobs, typical, settings)
+            found += [Outlier(user, graph.by_idx[group], signal, reason) for group, signal, reason in verdict]
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
@@ -132,8 +141,8 @@ def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, li
     return out
 
 
-def _user_outliers(user, key, graph, jobs: _Jobs, typical, settings: OutlierSettings) -> list[Outlier]:
-    direct = graph.groups_of(user.idx)
+def _verdict(direct: list[int], key, graph, jobs: _Jobs, typical, settings) -> list[tuple[int, str, str]]:
+    """(group, signal, reason) for each outlying direct grant of anyone in this job holding these groups."""
     rare = [g for g in direct if g in graph.grant_ids and jobs.share(key, g) <= settings.max_share]
     if not rare:
         return []
@@ -148,9 +157,9 @@ def _user_outliers(user, key, graph, jobs: _Jobs, typical, settings: OutlierSett
         if other is not None and group in bundle:
             count = f"{len(bundle)} rights" if len(bundle) > 1 else "1 right"
             reason = f"{here}; {jobs.evidence(other, group)} ({count} typical of that job)"
-            out.append(Outlier(user, graph.by_idx[group], OTHER_JOB, reason))
+            out.append((group, OTHER_JOB, reason))
         else:
-            out.append(Outlier(user, graph.by_idx[group], ONE_OFF, f"{here}; personal: typical of no other job"))
+            out.append((group, ONE_OFF, f"{here}; personal: typical of no other job"))
     return out
 
 

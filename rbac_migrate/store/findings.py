@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from ..audit import AuditRecord
 from ..errors import NotFoundError
@@ -82,7 +82,9 @@ class FindingsStore:
             )
         return done.rowcount
 
-    def sync(self, snapshot_id: int, seen_at: datetime, current: list[RegisteredFinding]) -> bool:
+    def sync(
+        self, snapshot_id: int, seen_at: datetime, current: list[RegisteredFinding]
+    ) -> dict[str, tuple[str, datetime]] | None:
         """Bring the register up to a report of snapshot ``snapshot_id`` taken at ``seen_at``.
 
         New findings are added; known ones keep their first-seen time; a fixed one that is back
@@ -92,10 +94,22 @@ class FindingsStore:
         with self.store.begin() as conn:
             latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
             if latest is not None and snapshot_id < latest:
-                return False
+                return None
             known = {row.key: row for row in conn.execute(select(findings_register))}
+            inserts, updates = [], []
             for finding in current:
-                _upsert(conn, known.get(finding.key), finding, snapshot_id, seen_at)
+                row = known.get(finding.key)
+                if row is None:
+                    inserts.append(_new_row(finding, snapshot_id, seen_at))
+                else:
+                    updates.append(_seen_again(row, finding, snapshot_id, seen_at))
+            # Thousands of findings per report: one statement each way, executed with many rows.
+            if inserts:
+                conn.execute(findings_register.insert(), inserts)
+            if updates:
+                conn.execute(_UPDATE_SEEN, updates)
+            now = {row["key"]: (row["status"], row["first_seen"]) for row in inserts}
+            now |= {row["k"]: (row["status"], known[row["k"]].first_seen) for row in updates}
             present = {f.key for f in current}
             gone = [k for k, row in known.items() if row.status in LIVE and k not in present]
             if gone:
@@ -104,25 +118,37 @@ class FindingsStore:
                     .where(findings_register.c.key.in_(gone))
                     .values(status=REMEDIATED, status_at=seen_at, fixed_at=seen_at)
                 )
-        return True
+        return now
 
 
-def _upsert(conn, row, finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) -> None:
+_UPDATE_SEEN = (
+    update(findings_register)
+    .where(findings_register.c.key == bindparam("k"))
+    .values(
+        last_seen=bindparam("last_seen"),
+        last_snapshot=bindparam("last_snapshot"),
+        status=bindparam("status"),
+        status_at=bindparam("status_at"),
+    )
+)
+
+
+def _new_row(finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) -> dict:
     live = ACCEPTED if finding.status == ACCEPTED else OPEN
-    if row is None:
-        values = {**vars(finding), "status": live, "status_at": seen_at, "last_snapshot": snapshot_id}
-        conn.execute(findings_register.insert().values(**values))
-        return
+    return {**vars(finding), "status": live, "status_at": seen_at, "last_snapshot": snapshot_id}
+
+
+def _seen_again(row, finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) -> dict:
+    """The update for a known finding in this report: last seen now, and its status moved on."""
+    live = ACCEPTED if finding.status == ACCEPTED else OPEN
     if row.status == REMEDIATED:
         status = ACCEPTED if live == ACCEPTED else REAPPEARED
     elif row.status == REAPPEARED and live == OPEN:
         status = REAPPEARED
     else:
         status = live
-    values = {"last_seen": seen_at, "last_snapshot": snapshot_id, "status": status}
-    if status != row.status:
-        values["status_at"] = seen_at
-    conn.execute(update(findings_register).where(findings_register.c.key == row.key).values(**values))
+    changed_at = seen_at if status != row.status else row.status_at
+    return {"k": row.key, "last_seen": seen_at, "last_snapshot": snapshot_id, "status": status, "status_at": changed_at}
 
 
 def _registered(row) -> RegisteredFinding:
