@@ -242,3 +242,23 @@ def test_plans_read_a_fresh_snapshot_first_unless_told_not_to(org, tmp_path):
     again = org.run("migrate", "plan", "--role", ROLE, "--batch-size", "1", "--format", "json")
     assert again.code == 0, again.err
     assert "planned from snapshot 3" in again.err  # the applied wave was read back before planning
+
+
+def test_rollback_that_would_empty_a_group_keeps_it_open_with_the_empty_dn(ready, tmp_path):
+    """Someone emptied the role by hand but for the migrated user: rollback cannot leave it memberless."""
+    from tests.test_migration import ROLE
+
+    org = ready
+    user = candidates(org, 1)[0]
+    assert org.run("migrate", "apply", plan_file(org, tmp_path, [user]), "--yes").code == 0
+    role = role_dn(org, ROLE).lower()
+    others = [v for v in groups_state(org)[role] if v != user.dn.lower()]
+    for value in others:
+        org.slapd.ldapmodify(f"dn: {role}\nchangetype: modify\ndelete: member\nmember: {value}\n\n")
+    assert groups_state(org)[role] == [user.dn.lower()]
+    result = org.run("rollback", "1", "--yes")
+    assert result.code == 0, result.err
+    state = groups_state(org)
+    assert state[role] == [""]
+    for grant in user.direct_grants:
+        assert user.dn.lower() in state[grant_dn(org, grant).lower()]

@@ -113,7 +113,8 @@ class Cycles:
         for group in sorted(set(now) | set(after)):
             others = [v for v in now.get(group, []) if normalise_dn(v) not in users]
             restored = [v for v in before.get(group, []) if normalise_dn(v) in users]
-            assert after.get(group) == sorted(others + restored), (self.ctx, group)
+            # A groupOfNames cannot be empty: the empty DN (naming nobody) then holds it open.
+            assert after.get(group) == (sorted(others + restored) or [""]), (self.ctx, group)
         assert access_changes(access, self.reader.access()) == {}, self.ctx
 
 
@@ -139,4 +140,5 @@ def test_random_cycles_keep_access_and_roll_back_exactly(slapd, ldap_base, tmp_p
     for batch in rng.sample(sorted(run.live), len(run.live)):
         run.rollback(batch)
     assert applied >= CYCLES // 2, run.ctx
-    assert run.reader.members() == run.expected_end, run.ctx
+    # A group the hand changes and rollbacks left without members is held open by the empty DN.
+    assert run.reader.members() == {g: values or [""] for g, values in run.expected_end.items()}, run.ctx

@@ -21,6 +21,7 @@ TXN_SPEC_CONTROL = "1.3.6.1.1.21.2"
 TXN_END = "1.3.6.1.1.21.3"
 NO_SUCH_OBJECT = 32
 NO_SUCH_ATTRIBUTE = 16
+OBJECT_CLASS_VIOLATION = 65  # e.g. the last member value of a groupOfNames deleted
 ALREADY_EXISTS = 20
 ADD, DELETE = "add", "delete"
 

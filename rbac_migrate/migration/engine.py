@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from ..directory.writes import ConnectionLost, MemberChange, WriteError
+from ..directory.writes import ADD, DELETE, OBJECT_CLASS_VIOLATION, ConnectionLost, MemberChange, WriteError
 from ..errors import RbacMigrateError
 from ..model import (
     STEP_APPLIED,
@@ -26,7 +26,7 @@ from ..model import (
     Step,
 )
 from ..store import journal
-from .guards import GuardRails
+from .guards import PLACEHOLDER, GuardRails
 from .live import FaultInjector, LiveView
 
 
@@ -83,15 +83,23 @@ class Engine:
         for unit in units:
             self.mark_steps(batch, unit, inflight)
             self.faults.point()
-            with self.writer.transaction() if self.transactions else nullcontext():
+            try:
+                with self.writer.transaction() if self.transactions else nullcontext():
+                    for group_dn, changes in _by_group(unit, undo):
+                        self._send(batch, unit, group_dn, changes, undo)
+            except WriteError as exc:
+                if not (self.transactions and exc.code == OBJECT_CLASS_VIOLATION):
+                    raise
+                # The transaction would empty a group: nothing was written; again value by value,
+                # adding before deleting, so the modify that empties a group can keep it open.
                 for group_dn, changes in _by_group(unit, undo):
-                    self._send(group_dn, changes, undo)
+                    self._send(batch, unit, group_dn, changes, undo)
             self.faults.point()
             self.view.forget(s.group_dn for s in unit if s.is_entry)
             self._record_created(batch, unit, undo)
             self.mark_steps(batch, unit, done)
 
-    def _send(self, group_dn: str, changes: list, undo: bool) -> None:
+    def _send(self, batch: Batch, unit: list[Step], group_dn: str, changes: list, undo: bool) -> None:
         if isinstance(changes, Step):
             step = changes
             creating = (step.op == "create") != undo
@@ -102,7 +110,25 @@ class Engine:
             else:
                 self.writer.delete_entry(group_dn)
             return
-        self.writer.change_members(group_dn, changes)
+        try:
+            self.writer.change_members(group_dn, changes)
+        except WriteError as exc:
+            deleting = any(c.op == DELETE for c in changes)
+            if exc.code != OBJECT_CLASS_VIOLATION or self.settings.flavour == "ad" or not deleting:
+                raise
+            # groupOfNames keeps one value: the empty DN names nobody and holds the group open.
+            self.writer.change_members(group_dn, [*changes, MemberChange(ADD, group_dn, PLACEHOLDER)])
+            if not undo:  # journaled, so that rollback takes it away again with the values it restores
+                self._journal_placeholder(batch, unit, group_dn)
+
+    def _journal_placeholder(self, batch: Batch, unit: list[Step], group_dn: str) -> None:
+        first = next(s for s in unit if s.group_dn == group_dn)
+        step = Step(max(s.seq for s in batch.steps) + 1, first.position, ADD, group_dn, first.group_uuid, PLACEHOLDER)
+        step.state = STEP_APPLIED
+        step.detail = {"placeholder": True}
+        with self.store.begin() as conn:
+            journal.add_step(conn, batch.id, step)
+        batch.steps.append(step)
 
     def _record_created(self, batch: Batch, steps: list[Step], undo: bool) -> None:
         """A created entry gets its identity from the server: journal it, so rollback knows it."""

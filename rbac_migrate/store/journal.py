@@ -205,6 +205,25 @@ def _unit(row) -> BatchUser:
     return BatchUser(row.position, row.user_dn, row.user_uuid, before, row.state, row.message, subjects)
 
 
+def add_step(conn: Connection, batch_id: int, step: Step) -> None:
+    """A step the engine had to add while writing (a placeholder that keeps a group open)."""
+    conn.execute(
+        batch_steps.insert().values(
+            batch_id=batch_id,
+            seq=step.seq,
+            position=step.position,
+            op=step.op,
+            group_dn=step.group_dn,
+            group_uuid=step.group_uuid,
+            value=step.value,
+            state=step.state,
+            updated_at=now(),
+            value_uuid=step.value_uuid,
+            detail=json.dumps(step.detail) if step.detail else None,
+        )
+    )
+
+
 def set_step_uuid(conn: Connection, batch_id: int, seq: int, group_uuid: str | None) -> None:
     """Record the identity of an entry the batch created, once the server has given it one."""
     conn.execute(

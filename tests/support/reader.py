@@ -148,11 +148,12 @@ class DirectoryReader:
 
 
 def _containing(groups: dict[str, list[str]]) -> dict[str, set[str]]:
-    """For every member value (normalised), the groups that list it."""
+    """For every member value (normalised), the groups that list it; the empty DN names nobody."""
     containing: dict[str, set[str]] = defaultdict(set)
     for group, values in groups.items():
         for value in values:
-            containing[normalise_dn(value)].add(group)
+            if value.strip():
+                containing[normalise_dn(value)].add(group)
     return containing
 
 
