@@ -110,8 +110,10 @@ def _register(store: Store, report: OrphanReport) -> None:
     def known(finding: Finding) -> Finding:
         # The register remembers first sightings older than the snapshots still kept (after a prune).
         status, first_seen = registered.get(finding.key, (OPEN, None))
-        first = iso(first_seen) if first_seen is not None and iso(first_seen) < finding.first_seen else None
-        return replace(finding, status=status, first_seen=first or finding.first_seen)
+        first = iso(first_seen) if first_seen is not None else finding.first_seen
+        if status == finding.status and first >= finding.first_seen:
+            return finding
+        return replace(finding, status=status, first_seen=min(first, finding.first_seen))
 
     report.findings = [known(f) for f in report.findings]
 

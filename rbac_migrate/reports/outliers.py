@@ -77,8 +77,12 @@ class _Jobs:
 
     def __init__(self, graph: MembershipGraph, users: list[Entry]):
         self.members: dict[tuple, list[Entry]] = defaultdict(list)
+        keys: dict[int, tuple] = {}  # peers share one attribute mapping: each is keyed once
         for user in users:
-            self.members[job_key(user.attrs)].append(user)
+            key = keys.get(id(user.attrs))
+            if key is None:
+                key = keys[id(user.attrs)] = job_key(user.attrs)
+            self.members[key].append(user)
         self.held: dict[tuple, Counter] = {}
         self.direct: dict[int, frozenset[int]] = {}
         # People of one job mostly hold the same groups: each distinct set is walked once.

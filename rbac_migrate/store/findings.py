@@ -95,41 +95,49 @@ class FindingsStore:
             latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
             if latest is not None and snapshot_id < latest:
                 return None
-            known = {row.key: row for row in conn.execute(select(findings_register))}
-            inserts, updates = [], []
+            columns = (findings_register.c.key, findings_register.c.status, findings_register.c.first_seen)
+            known = {row.key: row for row in conn.execute(select(*columns))}
+            inserts, moved = [], []
             for finding in current:
                 row = known.get(finding.key)
                 if row is None:
                     inserts.append(_new_row(finding, snapshot_id, seen_at))
                 else:
-                    updates.append(_seen_again(row, finding, snapshot_id, seen_at))
-            # Thousands of findings per report: one statement each way, executed with many rows.
-            if inserts:
-                conn.execute(findings_register.insert(), inserts)
-            if updates:
-                conn.execute(_UPDATE_SEEN, updates)
-            now = {row["key"]: (row["status"], row["first_seen"]) for row in inserts}
-            now |= {row["k"]: (row["status"], known[row["k"]].first_seen) for row in updates}
+                    status = _next_status(row.status, finding.status)
+                    if status != row.status:
+                        moved.append({"k": row.key, "status": status, "status_at": seen_at})
             present = {f.key for f in current}
             gone = [k for k, row in known.items() if row.status in LIVE and k not in present]
+            # Thousands of findings per report: a handful of statements, whatever their number.
             if gone:
                 conn.execute(
                     update(findings_register)
                     .where(findings_register.c.key.in_(gone))
                     .values(status=REMEDIATED, status_at=seen_at, fixed_at=seen_at)
                 )
+            if moved:
+                conn.execute(_UPDATE_STATUS, moved)
+            # Every finding still live is in this report (the rest were just marked fixed).
+            conn.execute(
+                update(findings_register)
+                .where(findings_register.c.status.in_(LIVE))
+                .values(last_seen=seen_at, last_snapshot=snapshot_id)
+            )
+            if inserts:
+                conn.execute(findings_register.insert(), inserts)
+            now = {row["key"]: (row["status"], row["first_seen"]) for row in inserts}
+            changed = {row["k"]: row["status"] for row in moved}
+            for finding in current:
+                row = known.get(finding.key)
+                if row is not None:
+                    now[row.key] = (changed.get(row.key, row.status), row.first_seen)
         return now
 
 
-_UPDATE_SEEN = (
+_UPDATE_STATUS = (
     update(findings_register)
     .where(findings_register.c.key == bindparam("k"))
-    .values(
-        last_seen=bindparam("last_seen"),
-        last_snapshot=bindparam("last_snapshot"),
-        status=bindparam("status"),
-        status_at=bindparam("status_at"),
-    )
+    .values(status=bindparam("status"), status_at=bindparam("status_at"))
 )
 
 
@@ -138,17 +146,14 @@ def _new_row(finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) ->
     return {**vars(finding), "status": live, "status_at": seen_at, "last_snapshot": snapshot_id}
 
 
-def _seen_again(row, finding: RegisteredFinding, snapshot_id: int, seen_at: datetime) -> dict:
-    """The update for a known finding in this report: last seen now, and its status moved on."""
-    live = ACCEPTED if finding.status == ACCEPTED else OPEN
-    if row.status == REMEDIATED:
-        status = ACCEPTED if live == ACCEPTED else REAPPEARED
-    elif row.status == REAPPEARED and live == OPEN:
-        status = REAPPEARED
-    else:
-        status = live
-    changed_at = seen_at if status != row.status else row.status_at
-    return {"k": row.key, "last_seen": seen_at, "last_snapshot": snapshot_id, "status": status, "status_at": changed_at}
+def _next_status(stored: str, reported: str) -> str:
+    """A known finding seen again: accepted or open as reported, and 'reappeared' after a fix."""
+    live = ACCEPTED if reported == ACCEPTED else OPEN
+    if stored == REMEDIATED:
+        return ACCEPTED if live == ACCEPTED else REAPPEARED
+    if stored == REAPPEARED and live == OPEN:
+        return REAPPEARED
+    return live
 
 
 def _registered(row) -> RegisteredFinding:
