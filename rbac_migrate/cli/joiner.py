@@ -9,7 +9,7 @@ from ..roles import query as roles_query
 from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note, table
-from .roles import asker, check_ticket, report, split_grants, write_options
+from .writes import asker, check_ticket, report, split_grants, write_options
 
 
 @click.group("joiner")

@@ -181,7 +181,7 @@ def apply_cmd(app, plan_file, role, users, batch_size, allow_gain, ticket, yes, 
     if not yes:
         raise UsageError("applying without a reviewed plan file needs --yes")
     require_ticket(app, ticket)
-    from .roles import refuse_unapproved_write
+    from .writes import refuse_unapproved_write
 
     refuse_unapproved_write(app)
     try:

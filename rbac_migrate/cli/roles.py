@@ -1,9 +1,6 @@
-"""role create | list | show | add-grant | remove-grant | delete | candidates | mine."""
+"""role create | list | show | add-grant | remove-grant | delete | candidates | mine (rule and sync: rules.py)."""
 
 from __future__ import annotations
-
-import sys
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,36 +11,8 @@ from ..roles import query as roles_query
 from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
-
-if TYPE_CHECKING:  # the write side (and ldap3 behind it) loads only for commands that write
-    from ..roles.commands import Outcome, RolePlan
-
-
-def asker(yes: bool):
-    """Show what a write will do, then ask on a terminal; --yes goes ahead without asking."""
-
-    def ask(plan: RolePlan) -> None:
-        from .migrate import confirm
-
-        # Without a terminal or --yes the refusal is the only line: nothing was going to happen.
-        if yes or sys.stdin.isatty():
-            for line in plan.lines:
-                note(f"  {line}")
-        confirm(plan.question, yes)
-
-    return ask
-
-
-def report(outcome: Outcome, done: str) -> None:
-    if outcome.batch_id is None:
-        note("nothing to do: " + ("; ".join(outcome.plan.lines) or "the directory is already as asked"))
-    else:
-        note(f"{done} (batch {outcome.batch_id}; 'rbac-migrate rollback {outcome.batch_id}' undoes it)")
-
-
-def write_options(func):
-    func = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")(func)
-    return click.option("--ticket", metavar="REF", help="Change ticket reference, kept in the audit log.")(func)
+from .rules import rule_group, rule_text, sync
+from .writes import asker, check_ticket, report, split_grants, write_options
 
 
 @click.group("role")
@@ -116,20 +85,6 @@ def _create_from_file(app, store, path, output, ticket, yes) -> None:
         report(outcome, f"created {count} roles from {path}")
 
 
-def split_grants(values) -> list[str]:
-    """Grants given repeatable or comma-separated; a DN (it holds '=') is one grant, commas and all."""
-    found = []
-    for value in values or ():
-        found += [value.strip()] if "=" in value else [v.strip() for v in value.split(",") if v.strip()]
-    return found
-
-
-def check_ticket(app, ticket) -> None:
-    from .migrate import require_ticket
-
-    require_ticket(app, ticket)
-
-
 @role_group.command("list")
 @format_option()
 @pass_app
@@ -182,7 +137,7 @@ def show(app, name, fmt) -> None:
     ]
     rows += [{"what": "drift", "name": d, "detail": "snapshot differs from the catalogue"} for d in detail.drift]
     if detail.rule:
-        rows.insert(0, {"what": "rule", "name": _rule_text(detail.rule), "detail": "users it matches get the role"})
+        rows.insert(0, {"what": "rule", "name": rule_text(detail.rule), "detail": "users it matches get the role"})
     holders = "not in the snapshot" if s.holder_count is None else s.holder_count
     state = "deleted" if s.deleted else "managed" if s.managed else "not managed by rbac-migrate"
     note(f"{s.name} ({s.dn}): {len(s.grants)} grants, holders: {holders}, {state}")
@@ -203,109 +158,6 @@ def show(app, name, fmt) -> None:
         ],
     }
     emit(rows, fmt, ["what", "name", "detail"], document=document)
-
-
-def _rule_text(rule) -> str:
-    return " ".join(f"{name}={value}" for name, value in rule.items())
-
-
-@role_group.group("rule")
-def rule_group() -> None:
-    """Assignment rules: the peer-attribute values that make a user a natural holder of a role."""
-
-
-@rule_group.command("set")
-@click.argument("role")
-@click.argument("pairs", nargs=-1, required=True, metavar="ATTRIBUTE=VALUE...")
-@pass_app
-def rule_set(app, role, pairs) -> None:
-    """Give ROLE an assignment rule on peer attributes (replacing any earlier one); 'role sync' applies it.
-
-    \b
-    Example:
-      rbac-migrate role rule set role-finance-accountant departmentNumber=Finance title=Accountant
-    """
-    from ..audit import new_record
-    from ..roles import bulk
-
-    store = connections.store_for(app.settings)
-    role_dn, rule = bulk.set_rule(app.settings, store, role, pairs)
-    store.audit(new_record("role.rule", role_dn, None, rule=rule))
-    note(
-        f"{first_value(role_dn)}: users with {_rule_text(rule)} get it with "
-        f"'rbac-migrate role sync {first_value(role_dn)}'"
-    )
-
-
-@rule_group.command("remove")
-@click.argument("role")
-@pass_app
-def rule_remove(app, role) -> None:
-    """Take ROLE's assignment rule away; its holders keep the role.
-
-    \b
-    Example:
-      rbac-migrate role rule remove role-finance-accountant
-    """
-    from ..audit import new_record
-    from ..roles import bulk
-
-    store = connections.store_for(app.settings)
-    role_dn = bulk.role_in_store(store, role)
-    if not store.roles.remove_rule(role_dn):
-        raise UsageError(f"role {first_value(role_dn)} has no assignment rule")
-    store.audit(new_record("role.rule.remove", role_dn, None))
-    note(f"{first_value(role_dn)} has no assignment rule now")
-
-
-@role_group.command("sync")
-@click.argument("role")
-@click.option("--batch-size", type=click.IntRange(1), help="Add at most N users this time [max_batch_size].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the change set as a plan for review.")
-@write_options
-@format_option()
-@refresh_option
-@pass_app
-def sync(app, role, batch_size, output, ticket, yes, fmt, no_refresh) -> None:
-    """Give ROLE to the next users its rule matches; list holders who no longer match (movers), unchanged.
-
-    \b
-    Example:
-      rbac-migrate role sync role-finance-accountant --batch-size 5 -o sync.json
-      rbac-migrate role sync role-finance-accountant --batch-size 5 --ticket CHG-12 --yes
-    """
-    from ..roles import bulk
-
-    if not output:
-        check_ticket(app, ticket)
-        refuse_unapproved_write(app)
-    store = connections.store_for(app.settings)
-    refresh(app, store, no_refresh)
-    found, outcome = bulk.sync(app.settings, store, role, batch_size, output, ticket, asker(yes), app.prompt)
-    name = first_value(found.plan.role_dn)
-    rows = [{"user": u.name, "change": "add", "why": _rule_text(found.rule)} for u in found.adding]
-    rows += [{"user": u.name, "change": "review: no longer matches", "why": _rule_text(u.attrs)} for u in found.movers]
-    rows += [{"user": s.split(":", 1)[0], "change": "left alone", "why": s.split(": ", 1)[1]} for s in found.skipped]
-    emit(rows, fmt, ["user", "change", "why"])
-    note(
-        f"{name} ({_rule_text(found.rule)}): {len(found.adding)} to add, {found.waiting} left for later batches, "
-        f"{len(found.movers)} movers to review"
-    )
-    if outcome is None:
-        note("nothing to do: every user the rule matches holds the role")
-    elif output:
-        note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
-    else:
-        report(outcome, f"gave {name} to {len(found.adding)} users")
-
-
-def refuse_unapproved_write(app) -> None:
-    """With require_approval, a write goes through a plan file a second operator approved."""
-    if app.settings.values.get("require_approval"):
-        raise UsageError(
-            "this store requires approval (require_approval: true): write a plan with -o FILE, have another "
-            "operator approve it with 'rbac-migrate migrate approve FILE', then 'rbac-migrate apply FILE'"
-        )
 
 
 def _event(details: dict) -> str:
@@ -476,6 +328,10 @@ def mine(app, exact, pairs, min_share, min_job_size, baseline_share, min_holders
     (show.show_jobs if by_job else show.show_exact)(found, fmt)
     if output:
         note(f"wrote {output}: review it, then 'rbac-migrate role create --from-file {output}'")
+
+
+role_group.add_command(rule_group)
+role_group.add_command(sync)
 
 
 def register(cli: click.Group) -> None:
