@@ -60,6 +60,8 @@ class GuardRails:
             return [item]
         from ..directory import escape_filter_chars
 
+        if not self.settings.user_base:
+            raise GuardError(f"protected_accounts names '{item}' by id: set user_base so it can be found")
         id_attr = self.settings.id_attribute
         search_filter = f"({id_attr}={escape_filter_chars(item)})"
         found = [dn for dn, _ in self.view.directory.search(self.settings.user_base, search_filter, ["1.1"])]
