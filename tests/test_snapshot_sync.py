@@ -1,6 +1,7 @@
 """Incremental snapshots against real servers: after random changes, an incremental read equals a full one.
 
-slapd serves RFC 4533 Content Sync (the sandbox loads syncprov); Samba AD answers uSNChanged.
+slapd serves RFC 4533 Content Sync (the sandbox loads syncprov); Samba AD answers DirSync to its
+administrator, and uSNChanged to an account without the right to replicate directory changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rbac_migrate import snapshot
 from rbac_migrate.config import load_settings
 from rbac_migrate.model import USER, Snapshot, identity_key
 from rbac_migrate.store import open_store
-from tests.support.ad import admin_connection
+from tests.support.ad import AdOrg, admin_connection, service_account
 
 
 def canonical(snap: Snapshot) -> tuple[dict, dict]:
@@ -161,9 +162,19 @@ def test_incremental_equals_full_read_after_random_changes_on_slapd(org, seed):
         _check_rounds(org, Changer(conn, org, "openldap", seed), "RFC 4533 content sync")
 
 
-def test_incremental_equals_full_read_after_random_changes_on_samba(ad_org):
+def test_incremental_equals_full_read_after_random_changes_on_samba_with_dirsync(ad_org):
     with admin_connection(ad_org.slapd) as conn:
-        _check_rounds(ad_org, Changer(conn, ad_org, "ad", 21), "Active Directory uSNChanged", rounds=2)
+        _check_rounds(ad_org, Changer(conn, ad_org, "ad", 21), "Active Directory DirSync", rounds=2)
+
+
+def test_account_without_the_dirsync_right_reads_usnchanged_and_says_why(ad_org, ad_seed, tmp_path):
+    password = "Sync-Reader-1"
+    account, _sid = service_account(ad_seed.dc, "svc-dirsync", password)
+    (tmp_path / "reader").mkdir()
+    reader = AdOrg(ad_seed, tmp_path / "reader", bind=(account, password))
+    path = "Active Directory uSNChanged; DirSync refused: insufficient rights"
+    with admin_connection(ad_org.slapd) as conn:
+        _check_rounds(reader, Changer(conn, reader, "ad", 22), path, rounds=1)
 
 
 def test_refresh_without_changes_writes_nothing_and_says_so(org):
