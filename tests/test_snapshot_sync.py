@@ -217,6 +217,22 @@ def test_dirsync_refused_to_a_new_bind_account_falls_back_then_starts_once_grant
         assert held == {m.lower() for m in members[entry.dn.lower()].members[1:]}
 
 
+def test_dirsync_follows_a_change_to_an_attribute_only_the_user_filter_tests(ad_org):
+    """A user whose description now excludes them from user_filter leaves the snapshot, though no search reads it."""
+    settings = ("--set", "user_filter=(&(objectClass=user)(!(description=left)))")
+    assert ad_org.run(*settings, "snapshot", "take").code == 0
+    user = next(u for u in ad_org.sample.users if not u.leaver)
+    with admin_connection(ad_org.slapd) as conn:
+        conn.modify(user.dn, {"description": [(ldap3.MODIFY_REPLACE, ["left"])]})
+    taken = ad_org.run(*settings, "snapshot", "take")
+    line = next(line for line in taken.err.splitlines() if line.startswith("incremental"))
+    assert line.startswith("incremental (Active Directory DirSync): ") and line.endswith(", 1 gone"), line
+    names = {e.name for e in open_store(ad_org.store_url).load_snapshot().entries if e.kind == USER}
+    assert user.uid not in names and len(names) == len(ad_org.sample.users) - 1
+    full = ad_org.run(*settings, "snapshot", "take", "--full")
+    assert "the full read agrees with the incremental state" in full.err, full.err
+
+
 def test_refresh_without_changes_writes_nothing_and_says_so(org):
     settings, store = load_settings(config=str(org.config), environ={}), open_store(org.store_url)
     password = lambda _text: org.slapd.admin_password  # noqa: E731
