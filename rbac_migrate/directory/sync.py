@@ -118,7 +118,7 @@ def _ad_changes(directory: Directory, state: dict, searches: Sequence[Search]) -
     refused = ""
     if state.get("dirsync"):
         try:
-            found = _dirsync_read(directory, base64.b64decode(state["dirsync"]), searches)
+            found = _dirsync_read(directory, _cookie(state["dirsync"]), searches)
         except dirsync.Refused as why:
             refused = f"DirSync refused: {why}"
         else:
@@ -128,6 +128,13 @@ def _ad_changes(directory: Directory, state: dict, searches: Sequence[Search]) -
     changes.state.update(started)
     changes.note = refused or why or "DirSync from the next snapshot on"
     return changes
+
+
+def _cookie(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise dirsync.Refused("the stored cookie is unreadable") from None
 
 
 def _dirsync_base(directory: Directory, searches: Sequence[Search]) -> str:
@@ -149,7 +156,7 @@ def _dirsync_start(directory: Directory, searches: Sequence[Search]) -> tuple[di
 
 def _dirsync_read(directory: Directory, cookie: bytes, searches: Sequence[Search]) -> dirsync.Found:
     attributes = [a for s in searches for a in s.attributes]
-    filters = [s.filter for s in searches] + [directory.settings.disabled_filter]
+    filters = [s.filter for s in searches] + [f"({directory.settings.disabled_filter.strip()})"]
     watched = dirsync.watched(attributes, filters)
     return dirsync.changes(directory.conn, _dirsync_base(directory, searches), watched, cookie)
 
