@@ -1,6 +1,7 @@
 """Incremental snapshots against real servers: after random changes, an incremental read equals a full one.
 
-slapd serves RFC 4533 Content Sync (the sandbox loads syncprov); Samba AD answers uSNChanged.
+slapd serves RFC 4533 Content Sync (the sandbox loads syncprov); Samba AD answers DirSync to its
+administrator, and uSNChanged to an account without the right to replicate directory changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rbac_migrate import snapshot
 from rbac_migrate.config import load_settings
 from rbac_migrate.model import USER, Snapshot, identity_key
 from rbac_migrate.store import open_store
-from tests.support.ad import admin_connection
+from tests.support.ad import AdOrg, admin_connection, service_account, set_ace
 
 
 def canonical(snap: Snapshot) -> tuple[dict, dict]:
@@ -161,9 +162,75 @@ def test_incremental_equals_full_read_after_random_changes_on_slapd(org, seed):
         _check_rounds(org, Changer(conn, org, "openldap", seed), "RFC 4533 content sync")
 
 
-def test_incremental_equals_full_read_after_random_changes_on_samba(ad_org):
+def test_incremental_equals_full_read_after_random_changes_on_samba_with_dirsync(ad_org):
     with admin_connection(ad_org.slapd) as conn:
-        _check_rounds(ad_org, Changer(conn, ad_org, "ad", 21), "Active Directory uSNChanged", rounds=2)
+        _check_rounds(ad_org, Changer(conn, ad_org, "ad", 21), "Active Directory DirSync", rounds=2)
+
+
+def test_account_without_the_dirsync_right_reads_usnchanged_and_says_why(ad_org, ad_seed, tmp_path):
+    password = "Sync-Reader-1"
+    account, _sid = service_account(ad_seed.dc, "svc-dirsync", password)
+    (tmp_path / "reader").mkdir()
+    reader = AdOrg(ad_seed, tmp_path / "reader", bind=(account, password))
+    path = "Active Directory uSNChanged; DirSync refused: insufficient rights"
+    with admin_connection(ad_org.slapd) as conn:
+        _check_rounds(reader, Changer(conn, reader, "ad", 22), path, rounds=1)
+
+
+REPLICATE_CHANGES = "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2"  # DS-Replication-Get-Changes, which DirSync needs
+
+
+def test_dirsync_refused_to_a_new_bind_account_falls_back_then_starts_once_granted(ad_org, ad_seed, tmp_path):
+    """The administrator's snapshot stores a DirSync cookie; a service account reading the same store
+    without the right falls back to uSNChanged, and takes DirSync up once it is granted the right."""
+    password = "Sync-Reader-2"
+    account, sid = service_account(ad_seed.dc, "svc-granted", password)
+    (tmp_path / "reader").mkdir()
+    reader = AdOrg(ad_seed, tmp_path / "reader", bind=(account, password))
+    groups = [g for g in reader.sample.groups if len(g.members) > 1]
+    assert ad_org.run("snapshot", "take").code == 0
+
+    def member_removed_then_read(group) -> str:
+        with admin_connection(ad_org.slapd) as conn:
+            conn.modify(group.dn, {"member": [(ldap3.MODIFY_DELETE, [group.members[0]])]})
+        taken = reader.run("--store", ad_org.store_url, "snapshot", "take")
+        assert taken.code == 0, taken.err
+        return next(line.strip() for line in taken.err.splitlines() if line.strip().startswith("incremental"))
+
+    assert member_removed_then_read(groups[0]) == (
+        "incremental (Active Directory uSNChanged; DirSync refused: insufficient rights): 1 entries changed"
+    )
+    set_ace(ad_seed.dc, ad_seed.dc.base_dn, f"(OA;;CR;{REPLICATE_CHANGES};;{sid})")
+    assert member_removed_then_read(groups[1]) == (
+        "incremental (Active Directory uSNChanged; DirSync from the next snapshot on): 1 entries changed"
+    )
+    assert member_removed_then_read(groups[2]) == "incremental (Active Directory DirSync): 1 entries changed"
+    full = reader.run("--store", ad_org.store_url, "snapshot", "take", "--full")
+    assert "the full read agrees with the incremental state" in full.err, full.err
+    members = {g.dn.lower(): g for g in reader.sample.groups}
+    snap = open_store(ad_org.store_url).load_snapshot()
+    by_idx = {e.idx: e for e in snap.entries}
+    changed = [e for e in snap.entries if e.dn.lower() in {g.dn.lower() for g in groups[:3]}]
+    assert len(changed) == 3
+    for entry in changed:
+        held = {by_idx[m].dn.lower() for m in snap.members[entry.idx]}
+        assert held == {m.lower() for m in members[entry.dn.lower()].members[1:]}
+
+
+def test_dirsync_follows_a_change_to_an_attribute_only_the_user_filter_tests(ad_org):
+    """A user whose description now excludes them from user_filter leaves the snapshot, though no search reads it."""
+    settings = ("--set", "user_filter=(&(objectClass=user)(!(description=left)))")
+    assert ad_org.run(*settings, "snapshot", "take").code == 0
+    user = next(u for u in ad_org.sample.users if not u.leaver)
+    with admin_connection(ad_org.slapd) as conn:
+        conn.modify(user.dn, {"description": [(ldap3.MODIFY_REPLACE, ["left"])]})
+    taken = ad_org.run(*settings, "snapshot", "take")
+    line = next(line for line in taken.err.splitlines() if line.startswith("incremental"))
+    assert line.startswith("incremental (Active Directory DirSync): ") and line.endswith(", 1 gone"), line
+    names = {e.name for e in open_store(ad_org.store_url).load_snapshot().entries if e.kind == USER}
+    assert user.uid not in names and len(names) == len(ad_org.sample.users) - 1
+    full = ad_org.run(*settings, "snapshot", "take", "--full")
+    assert "the full read agrees with the incremental state" in full.err, full.err
 
 
 def test_refresh_without_changes_writes_nothing_and_says_so(org):

@@ -126,11 +126,15 @@ def service_account(dc: SambaDC, name: str, password: str) -> tuple[str, str]:
 
 def delegate_member_writes(dc: SambaDC, ou_dn: str, sid: str) -> None:
     """Let sid read and write ``member`` of every group below ou_dn, and nothing else."""
-    ace = f"(OA;CIIO;RPWP;{MEMBER_ATTRIBUTE_GUID};{GROUP_CLASS_GUID};{sid})"
+    set_ace(dc, ou_dn, f"(OA;CIIO;RPWP;{MEMBER_ATTRIBUTE_GUID};{GROUP_CLASS_GUID};{sid})")
+
+
+def set_ace(dc: SambaDC, object_dn: str, ace: str, action: str = "allow") -> None:
+    """Add one access control entry (SDDL) to an object's security descriptor."""
     samba_tool = shutil.which("samba-tool", path=f"{os.environ.get('PATH', '')}:/usr/bin") or "samba-tool"
     # Straight into the DC's database: samba-tool over LDAP would want Kerberos or NTLM.
     argv = [samba_tool, "dsacl", "set", "-H", str(dc.workdir / "private" / "sam.ldb")]
-    subprocess.run(argv + ["--objectdn", ou_dn, "--action", "allow", "--sddl", ace], check=True, capture_output=True)
+    subprocess.run(argv + ["--objectdn", object_dn, "--action", action, "--sddl", ace], check=True, capture_output=True)
 
 
 class AdSeed:
