@@ -148,6 +148,8 @@ class MembershipGraph:
         if self._indexed_all:
             return
         wanted = None if members is None else set(members) - self._up.keys() - self.groups.keys()
+        if wanted is not None and not wanted:
+            return  # all known already: intersecting an empty set would still walk every member tuple
         found: dict[int, list[int]] = defaultdict(list)
         for group, values in self.members.items():
             for member in set(values) if wanted is None else wanted.intersection(values):

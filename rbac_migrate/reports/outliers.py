@@ -85,16 +85,21 @@ class _Jobs:
             self.members[key].append(user)
         self.held: dict[tuple, Counter] = {}
         self.direct: dict[int, frozenset[int]] = {}
-        # People of one job mostly hold the same groups: each distinct set is walked once.
+        self._evidence: dict[tuple[tuple, int], str] = {}
+        # People of one job mostly hold the same groups: each distinct set is walked and counted once.
         reach_of: dict[frozenset[int], frozenset[int]] = {}
         for key, people in self.members.items():
-            counts: Counter = Counter()
+            sets: Counter = Counter()
             for user in people:
                 direct = self.direct[user.idx] = frozenset(graph.groups_of(user.idx))
+                sets[direct] += 1
+            counts: Counter = Counter()
+            for direct, holders in sets.items():
                 grants = reach_of.get(direct)
                 if grants is None:
-                    grants = reach_of[direct] = graph.effective_grants(user.idx)
-                counts.update(grants)
+                    grants = reach_of[direct] = graph.grants_given(direct)
+                for group in grants:
+                    counts[group] += holders
             self.held[key] = counts
 
     def size(self, key: tuple) -> int:
@@ -104,8 +109,11 @@ class _Jobs:
         return self.held[key][group] / self.size(key)
 
     def evidence(self, key: tuple, group: int) -> str:
-        label = job_label(self.members[key][0].attrs)
-        return f"held by {self.held[key][group]} of {self.size(key)} {label}"
+        found = self._evidence.get((key, group))
+        if found is None:
+            label = job_label(self.members[key][0].attrs)
+            found = self._evidence[(key, group)] = f"held by {self.held[key][group]} of {self.size(key)} {label}"
+        return found
 
 
 def find_outliers(
@@ -120,14 +128,25 @@ def find_outliers(
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
     typical = _typical(jobs, judged, settings.typical_share)
     found: list[Outlier] = []
-    verdicts: dict[tuple, list[tuple[int, str, str]]] = {}  # (job, direct groups) → what it says
+    verdicts: dict[tuple, list[tuple[Entry, str, str]]] = {}  # (job, direct groups) → what it says
+    judged_rare: dict[tuple, list[tuple[Entry, str, str]]] = {}  # (job, rare groups) → what it says
+    grants, max_share = graph.grant_ids, settings.max_share
     for key in sorted(judged):
+        held, size = jobs.held[key], jobs.size(key)
         for user in jobs.members[key]:
             direct = jobs.direct[user.idx]
             verdict = verdicts.get((key, direct))
             if verdict is None:
-                verdict = verdicts[(key, direct)] = _verdict(sorted(direct), key, graph, jobs, typical, settings)
-            found += [Outlier(user, graph.by_idx[group], signal, reason) for group, signal, reason in verdict]
+                # Many sets of direct groups share their few rare ones: each is judged once.
+                rare = tuple(g for g in sorted(direct) if g in grants and held[g] / size <= max_share)
+                verdict = judged_rare.get((key, rare))
+                if verdict is None:
+                    verdict = judged_rare[(key, rare)] = [
+                        (graph.by_idx[group], signal, reason)
+                        for group, signal, reason in _verdict(list(rare), key, jobs, typical, settings)
+                    ]
+                verdicts[(key, direct)] = verdict
+            found += [Outlier(user, group, signal, reason) for group, signal, reason in verdict]
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
@@ -145,9 +164,8 @@ def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, li
     return out
 
 
-def _verdict(direct: list[int], key, graph, jobs: _Jobs, typical, settings) -> list[tuple[int, str, str]]:
-    """(group, signal, reason) for each outlying direct grant of anyone in this job holding these groups."""
-    rare = [g for g in direct if g in graph.grant_ids and jobs.share(key, g) <= settings.max_share]
+def _verdict(rare: list[int], key, jobs: _Jobs, typical, settings) -> list[tuple[int, str, str]]:
+    """(group, signal, reason) for each of these rare direct grants of anyone in this job."""
     if not rare:
         return []
     other, bundle = _other_job(rare, key, typical)
