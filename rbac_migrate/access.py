@@ -150,14 +150,21 @@ class MembershipGraph:
         wanted = None if members is None else set(members) - self._up.keys() - self.groups.keys()
         if wanted is not None and not wanted:
             return  # all known already: intersecting an empty set would still walk every member tuple
-        found: dict[int, list[int]] = defaultdict(list)
+        if wanted is None:
+            found: dict[int, list[int]] = defaultdict(list)
+            for group, values in self.members.items():
+                for member in set(values):
+                    found[member].append(group)
+            for member in found.keys() - self._up.keys() - self.groups.keys():
+                self._up[member] = found[member]
+            self._indexed_all = True
+            return
+        lists: dict[int, list[int]] = {member: [] for member in wanted}
+        append = {member: groups.append for member, groups in lists.items()}  # one lookup per membership
         for group, values in self.members.items():
-            for member in set(values) if wanted is None else wanted.intersection(values):
-                found[member].append(group)
-        new = found.keys() - self._up.keys() - self.groups.keys() if wanted is None else wanted
-        for member in new:
-            self._up[member] = found.get(member, [])
-        self._indexed_all = members is None
+            for member in wanted.intersection(values):
+                append[member](group)
+        self._up.update(lists)
 
     def above(self, group: int) -> frozenset[int]:
         """The group and every group it is nested into, at any depth (cycles are safe)."""

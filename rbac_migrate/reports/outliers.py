@@ -187,7 +187,7 @@ def _verdict(rare: list[int], key, jobs: _Jobs, typical, settings) -> list[tuple
 
 def _related(job: tuple, own: tuple) -> bool:
     """Jobs that share a peer attribute value (the same department, or the same title elsewhere)."""
-    return bool(set(job) & set(own))
+    return not set(job).isdisjoint(own)
 
 
 def _other_job(rare: list[int], own: tuple, typical) -> tuple[tuple | None, set[int]]:
@@ -202,5 +202,8 @@ def _other_job(rare: list[int], own: tuple, typical) -> tuple[tuple | None, set[
                 entry[2].add(group)
     if not tally:
         return None, set()
-    best = max(tally, key=lambda job: (tally[job][0], _related(job, own), tally[job][1], job))
+    # The most rights first; the rest of the order only decides among jobs with that many.
+    most = max(entry[0] for entry in tally.values())
+    tied = [job for job, entry in tally.items() if entry[0] == most]
+    best = tied[0] if len(tied) == 1 else max(tied, key=lambda job: (_related(job, own), tally[job][1], job))
     return best, tally[best][2]
