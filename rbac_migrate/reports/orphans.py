@@ -200,10 +200,11 @@ def orphan_report(
     if last is None or scan is None:
         raise ValueError("orphan_report needs at least one snapshot")
     open_hits, accepted = _accept(sorted(found, key=_order), exceptions, now)
-    findings = [_finding(hit, first_seen[hit[0]], taken) for hit in open_hits]
+    taken_iso = {number: iso(moment) for number, moment in taken.items()}
+    findings = [_finding(hit, first_seen[hit[0]], taken_iso) for hit in open_hits]
     notes = [scan.outlier_note] if scan.outlier_note else []
     report = OrphanReport(trend[-1].snapshot, last.flavour, dict(last.bases), findings, trend, categories, notes=notes)
-    report.accepted = [Accepted(_finding(hit, first_seen[hit[0]], taken), e) for hit, e in accepted]
+    report.accepted = [Accepted(_finding(hit, first_seen[hit[0]], taken_iso), e) for hit, e in accepted]
     return report
 
 
@@ -229,13 +230,14 @@ def _order(hit: Hit) -> tuple:
     return (ORDER[category], rank, user.name.lower() if user else "", group.name.lower(), value.lower())
 
 
-def _finding(hit: Hit, first_snapshot: int, taken: Mapping[int, datetime]) -> Finding:
+def _finding(hit: Hit, first_snapshot: int, taken: Mapping[int, str]) -> Finding:
+    """``taken``: each snapshot's time, already in ISO form."""
     key, category, user, group, value, reason, signal = hit
     return Finding(
         key="|".join(key),
-        user_key=identity(user) if user else "",
-        group_key=identity(group),
-        first_seen=iso(taken[first_snapshot]),
+        user_key=key[1],  # the hit's key holds both identities (see _Scan.hit)
+        group_key=key[3],
+        first_seen=taken[first_snapshot],
         category=category,
         user_id=user.name if user else "",
         user_dn=user.dn if user else "",
