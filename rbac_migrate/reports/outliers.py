@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 from ..access import MembershipGraph
 from ..model import USER, Entry, Snapshot
@@ -89,12 +90,11 @@ class _Jobs:
         # People of one job mostly hold the same groups: each distinct set is walked and counted once.
         reach_of: dict[frozenset[int], frozenset[int]] = {}
         for key, people in self.members.items():
-            sets: Counter = Counter()
-            for user in people:
-                direct = self.direct[user.idx] = frozenset(graph.groups_of(user.idx))
-                sets[direct] += 1
+            ids = [user.idx for user in people]
+            directs = list(map(frozenset, map(graph.groups_of, ids)))
+            self.direct.update(zip(ids, directs, strict=True))
             counts: Counter = Counter()
-            for direct, holders in sets.items():
+            for direct, holders in Counter(directs).items():
                 grants = reach_of.get(direct)
                 if grants is None:
                     grants = reach_of[direct] = graph.grants_given(direct)
@@ -153,14 +153,14 @@ def find_outliers(
     return OutlierScan(found, sum(jobs.size(k) for k in unjudged) + no_attrs, len(unjudged) + bool(no_attrs))
 
 
-def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, list[tuple[tuple, float]]]:
+def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, dict[tuple, float]]:
     """Grant group → the judged jobs it is typical of, with the share of each that holds it."""
-    out: dict[int, list[tuple[tuple, float]]] = defaultdict(list)
+    out: dict[int, dict[tuple, float]] = defaultdict(dict)
     for key in judged:
         size = jobs.size(key)
         for group, count in jobs.held[key].items():
             if count / size >= share:
-                out[group].append((key, count / size))
+                out[group][key] = count / size
     return out
 
 
@@ -192,18 +192,16 @@ def _related(job: tuple, own: tuple) -> bool:
 
 def _other_job(rare: list[int], own: tuple, typical) -> tuple[tuple | None, set[int]]:
     """The other job most of these rights are typical of; ties go to a related job, then higher shares."""
-    tally: dict[tuple, list] = defaultdict(lambda: [0, 0.0, set()])
-    for group in rare:
-        for job, share in typical.get(group, ()):
-            if job != own:
-                entry = tally[job]
-                entry[0] += 1
-                entry[1] += share
-                entry[2].add(group)
+    tally = Counter(chain.from_iterable(typical.get(group, ()) for group in rare))
+    tally.pop(own, None)
     if not tally:
         return None, set()
     # The most rights first; the rest of the order only decides among jobs with that many.
-    most = max(entry[0] for entry in tally.values())
-    tied = [job for job, entry in tally.items() if entry[0] == most]
-    best = tied[0] if len(tied) == 1 else max(tied, key=lambda job: (_related(job, own), tally[job][1], job))
-    return best, tally[best][2]
+    most = max(tally.values())
+    tied = [job for job, count in tally.items() if count == most]
+    if len(tied) == 1:
+        best = tied[0]
+    else:
+        shares = {job: sum(typical[g][job] for g in rare if job in typical.get(g, ())) for job in tied}
+        best = max(tied, key=lambda job: (_related(job, own), shares[job], job))
+    return best, {group for group in rare if best in typical.get(group, ())}
