@@ -96,18 +96,22 @@ class FindingsStore:
             if latest is not None and snapshot_id < latest:
                 return None
             columns = (findings_register.c.key, findings_register.c.status, findings_register.c.first_seen)
-            known = {row.key: row for row in conn.execute(select(*columns))}
+            known = {key: (status, first) for key, status, first in conn.execute(select(*columns)).all()}
             inserts, moved = [], []
+            now: dict[str, tuple[str, datetime]] = {}
             for finding in current:
                 row = known.get(finding.key)
                 if row is None:
                     inserts.append(_new_row(finding, snapshot_id, seen_at))
-                else:
-                    status = _next_status(row.status, finding.status)
-                    if status != row.status:
-                        moved.append({"k": row.key, "status": status, "status_at": seen_at})
+                    continue
+                stored, first = row
+                # Most findings are seen again as they were: only a move of status is written.
+                status = stored if stored == finding.status != REMEDIATED else _next_status(stored, finding.status)
+                if status != stored:
+                    moved.append({"k": finding.key, "status": status, "status_at": seen_at})
+                now[finding.key] = (status, first)
             present = {f.key for f in current}
-            gone = [k for k, row in known.items() if row.status in LIVE and k not in present]
+            gone = [k for k, (status, _first) in known.items() if status in LIVE and k not in present]
             # Thousands of findings per report: a handful of statements, whatever their number.
             if gone:
                 conn.execute(
@@ -125,12 +129,7 @@ class FindingsStore:
             )
             if inserts:
                 conn.execute(findings_register.insert(), inserts)
-            now = {row["key"]: (row["status"], row["first_seen"]) for row in inserts}
-            changed = {row["k"]: row["status"] for row in moved}
-            for finding in current:
-                row = known.get(finding.key)
-                if row is not None:
-                    now[row.key] = (changed.get(row.key, row.status), row.first_seen)
+            now.update((row["key"], (row["status"], row["first_seen"])) for row in inserts)
         return now
 
 
