@@ -128,25 +128,26 @@ def find_outliers(
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
     typical = _typical(jobs, judged, settings.typical_share)
     found: list[Outlier] = []
-    verdicts: dict[tuple, list[tuple[Entry, str, str]]] = {}  # (job, direct groups) → what it says
-    judged_rare: dict[tuple, list[tuple[Entry, str, str]]] = {}  # (job, rare groups) → what it says
     grants, max_share = graph.grant_ids, settings.max_share
     for key in sorted(judged):
         held, size = jobs.held[key], jobs.size(key)
+        verdicts: dict[frozenset[int], list[tuple[Entry, str, str]]] = {}  # direct groups → what they say
+        judged_rare: dict[tuple, list[tuple[Entry, str, str]]] = {}  # rare groups among them → the same
         for user in jobs.members[key]:
             direct = jobs.direct[user.idx]
-            verdict = verdicts.get((key, direct))
+            verdict = verdicts.get(direct)
             if verdict is None:
                 # Many sets of direct groups share their few rare ones: each is judged once.
                 rare = tuple(g for g in sorted(direct) if g in grants and held[g] / size <= max_share)
-                verdict = judged_rare.get((key, rare))
+                verdict = judged_rare.get(rare)
                 if verdict is None:
-                    verdict = judged_rare[(key, rare)] = [
+                    verdict = judged_rare[rare] = [
                         (graph.by_idx[group], signal, reason)
                         for group, signal, reason in _verdict(list(rare), key, jobs, typical, settings)
                     ]
-                verdicts[(key, direct)] = verdict
-            found += [Outlier(user, group, signal, reason) for group, signal, reason in verdict]
+                verdicts[direct] = verdict
+            if verdict:
+                found += [Outlier(user, group, signal, reason) for group, signal, reason in verdict]
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
