@@ -1,4 +1,5 @@
-"""The peer-outlier scan against a plain, person-by-person reference on generated organisations.
+"""Fast paths of the orphan report against plain references: the peer-outlier scan on generated
+organisations, and findings made in bulk.
 
 The scan groups people by their set of direct groups and tallies in bulk to be fast at 100,000
 users; the reference below walks every person and every grant the slow, obvious way. Both must
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import fields
 from datetime import datetime, timezone
 
 import pytest
 
 from rbac_migrate.model import GRANT, ROLE, USER, Entry, Snapshot
+from rbac_migrate.reports.orphans import ACTIONS, Finding, _finding
 from rbac_migrate.reports.outliers import (
     ONE_OFF,
     OTHER_JOB,
@@ -149,3 +152,18 @@ def test_scan_lists_what_the_person_by_person_reference_lists(seed, settings):
     expected = reference(snap, settings)
     assert {signal for *_, signal, _reason in expected} == {OTHER_JOB, ONE_OFF}, "the org exercises both signals"
     assert got == expected
+
+
+def test_findings_made_in_bulk_equal_findings_made_field_by_field():
+    snap = generated_org(1)
+    user, group = next(e for e in snap.entries if e.kind == USER), snap.entries[0]
+    hit = (("peer-outlier", user.uuid, "", group.uuid), "peer-outlier", user, group, "", "held by 1 of 9", ONE_OFF)
+    made = _finding(hit, 3, {3: "2026-01-01T00:00:00+00:00"})
+    expected = Finding(
+        category="peer-outlier", user_id=user.name, user_dn=user.dn, member_value="", group=group.name,
+        first_snapshot=3, action=ACTIONS["peer-outlier"], key=f"peer-outlier|{user.uuid}||{group.uuid}",
+        user_key=user.uuid, group_key=group.uuid, group_dn=group.dn, reason="held by 1 of 9",
+        first_seen="2026-01-01T00:00:00+00:00", signal=ONE_OFF,
+    )  # fmt: skip
+    assert made == expected
+    assert list(vars(made)) == [f.name for f in fields(Finding)], "JSON and CSV list the fields in this order"
