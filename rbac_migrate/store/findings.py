@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, type_coerce, update
 
 from ..audit import AuditRecord
 from ..errors import NotFoundError
 from ..model import ACCEPTED, OPEN, REAPPEARED, REMEDIATED, FindingException, RegisteredFinding
 from . import audit as audit_store
-from .schema import finding_exceptions, findings_register
+from .schema import UTCDateTime, finding_exceptions, findings_register
 
 if TYPE_CHECKING:
     from . import Store
@@ -95,8 +95,7 @@ class FindingsStore:
             latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
             if latest is not None and snapshot_id < latest:
                 return None
-            columns = (findings_register.c.key, findings_register.c.status, findings_register.c.first_seen)
-            known = {key: (status, first) for key, status, first in conn.execute(select(*columns)).all()}
+            known = _known(conn)
             inserts, moved = [], []
             now: dict[str, tuple[str, datetime]] = {}
             for finding in current:
@@ -131,6 +130,24 @@ class FindingsStore:
                 conn.execute(findings_register.insert(), inserts)
             now.update((row["key"], (row["status"], row["first_seen"])) for row in inserts)
         return now
+
+
+def _known(conn) -> dict[str, tuple[str, datetime]]:
+    """Key → (status, first seen) of every registered finding.
+
+    Findings share the few times their snapshots were taken: each distinct time is made
+    timezone-aware once (as UTCDateTime does) rather than once per row.
+    """
+    first_seen = type_coerce(findings_register.c.first_seen, UTCDateTime.impl)
+    rows = conn.execute(select(findings_register.c.key, findings_register.c.status, first_seen)).all()
+    aware: dict[datetime, datetime] = {}
+    known = {}
+    for key, status, first in rows:
+        moment = aware.get(first)
+        if moment is None:
+            moment = aware[first] = UTCDateTime().process_result_value(first, conn.dialect)
+        known[key] = (status, moment)
+    return known
 
 
 _UPDATE_STATUS = (
