@@ -1,5 +1,5 @@
 """Fast paths of the orphan report against plain references: the peer-outlier scan on generated
-organisations, and findings made in bulk.
+organisations, and findings (and their register rows) made in bulk.
 
 The scan groups people by their set of direct groups and tallies in bulk to be fast at 100,000
 users; the reference below walks every person and every grant the slow, obvious way. Both must
@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from rbac_migrate.model import GRANT, ROLE, USER, Entry, Snapshot
+from rbac_migrate.model import ACCEPTED, GRANT, ROLE, USER, Entry, RegisteredFinding, Snapshot
+from rbac_migrate.reports import _registered
 from rbac_migrate.reports.orphans import ACTIONS, Finding, _finding
 from rbac_migrate.reports.outliers import (
     ONE_OFF,
@@ -167,3 +168,10 @@ def test_findings_made_in_bulk_equal_findings_made_field_by_field():
     )  # fmt: skip
     assert made == expected
     assert list(vars(made)) == [f.name for f in fields(Finding)], "JSON and CSV list the fields in this order"
+    registered = _registered(made, ACCEPTED, {})
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert registered == RegisteredFinding(
+        key=made.key, category="peer-outlier", user_key=user.uuid, user_name=user.name, group_key=group.uuid,
+        group_name=group.name, member_value="", first_seen=first, last_seen=first, status=ACCEPTED, status_at=first,
+    )  # fmt: skip
+    assert list(vars(registered)) == [f.name for f in fields(RegisteredFinding)]

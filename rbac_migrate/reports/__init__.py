@@ -18,7 +18,7 @@ from ..audit import AuditRecord, Checkpoint, head_checkpoint, operator, verify
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
 from .auditlog import Person
 from .hrfeed import read_hr_feed
-from .orphans import CATEGORIES, Finding, OrphanReport, find_orphans, orphan_report
+from .orphans import CATEGORIES, Finding, OrphanReport, filled, find_orphans, orphan_report
 from .outliers import OutlierSettings
 from .progress import ProgressReport, progress_report
 from .provenance import as_utc, iso
@@ -130,7 +130,8 @@ def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> Re
     first = times.get(finding.first_seen)
     if first is None:
         first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
-    return RegisteredFinding(
+    return filled(
+        RegisteredFinding,
         key=finding.key,
         category=finding.category,
         user_key=finding.user_key,
@@ -142,6 +143,8 @@ def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> Re
         last_seen=first,
         status=status,
         status_at=first,
+        fixed_at=None,
+        fixed_batch=None,
     )
 
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from .. import dn as dnutil
 from ..access import MembershipGraph
@@ -44,6 +45,7 @@ ACTIONS: dict[str, str] = {
 ORDER = {name: i for i, name in enumerate(CATEGORIES)}
 
 Key = tuple[str, ...]
+T = TypeVar("T")
 # A finding as a scan makes it: identity key, category, user, group, member value, reason, signal.
 Hit = tuple[Key, str, "Entry | None", Entry, str, str, str]
 
@@ -233,10 +235,8 @@ def _order(hit: Hit) -> tuple:
 def _finding(hit: Hit, first_snapshot: int, taken: Mapping[int, str]) -> Finding:
     """``taken``: each snapshot's time, already in ISO form."""
     key, category, user, group, value, reason, signal = hit
-    finding = object.__new__(Finding)
-    # A frozen dataclass sets its fields one object.__setattr__ at a time; filling the instance's
-    # dict at once (in field order, as vars() and the JSON list them) is four times quicker.
-    finding.__dict__.update(
+    return filled(
+        Finding,
         category=category,
         user_id=user.name if user else "",
         user_dn=user.dn if user else "",
@@ -253,7 +253,17 @@ def _finding(hit: Hit, first_snapshot: int, taken: Mapping[int, str]) -> Finding
         status="open",
         signal=signal,
     )
-    return finding
+
+
+def filled(cls: type[T], **fields) -> T:
+    """An instance of frozen dataclass ``cls`` given every field, in field order (as vars() lists them).
+
+    A frozen dataclass sets its fields one object.__setattr__ at a time; filling the instance's
+    dict at once is four times quicker, which counts for the 50,000 findings of a large report.
+    """
+    made = object.__new__(cls)
+    made.__dict__.update(fields)
+    return made
 
 
 def identity(entry: Entry) -> str:
