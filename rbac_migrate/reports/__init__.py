@@ -18,7 +18,7 @@ from ..audit import AuditRecord, Checkpoint, head_checkpoint, operator, verify
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
 from .auditlog import Person
 from .hrfeed import read_hr_feed
-from .orphans import CATEGORIES, Finding, OrphanReport, find_orphans, orphan_report
+from .orphans import CATEGORIES, Finding, OrphanReport, filled, find_orphans, orphan_report
 from .outliers import OutlierSettings
 from .progress import ProgressReport, progress_report
 from .provenance import as_utc, iso
@@ -101,16 +101,24 @@ def provenance(info: SnapshotInfo, now: datetime | None = None) -> dict:
 def _register(store: Store, report: OrphanReport) -> None:
     """Keep the findings register up to date with a report of the newest snapshot; note each status."""
     seen_at = as_utc(report.snapshot.taken_at)
-    current = [_registered(f, OPEN) for f in report.findings]
-    current += [_registered(a.finding, ACCEPTED) for a in report.accepted]
+    times: dict[str, datetime] = {}  # findings share the few times their snapshots were taken
+    current = [_registered(f, OPEN, times) for f in report.findings]
+    current += [_registered(a.finding, ACCEPTED, times) for a in report.accepted]
     registered = store.findings.sync(report.snapshot.id, seen_at, current)
     if registered is None:
         return
 
+    as_iso: dict[datetime, str] = {}
+
     def known(finding: Finding) -> Finding:
         # The register remembers first sightings older than the snapshots still kept (after a prune).
         status, first_seen = registered.get(finding.key, (OPEN, None))
-        first = iso(first_seen) if first_seen is not None else finding.first_seen
+        if first_seen is None:
+            first = finding.first_seen
+        else:
+            first = as_iso.get(first_seen)
+            if first is None:
+                first = as_iso[first_seen] = iso(first_seen)
         if status == finding.status and first >= finding.first_seen:
             return finding
         return replace(finding, status=status, first_seen=min(first, finding.first_seen))
@@ -118,9 +126,12 @@ def _register(store: Store, report: OrphanReport) -> None:
     report.findings = [known(f) for f in report.findings]
 
 
-def _registered(finding: Finding, status: str) -> RegisteredFinding:
-    first = datetime.fromisoformat(finding.first_seen)
-    return RegisteredFinding(
+def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> RegisteredFinding:
+    first = times.get(finding.first_seen)
+    if first is None:
+        first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
+    return filled(
+        RegisteredFinding,
         key=finding.key,
         category=finding.category,
         user_key=finding.user_key,
@@ -132,6 +143,8 @@ def _registered(finding: Finding, status: str) -> RegisteredFinding:
         last_seen=first,
         status=status,
         status_at=first,
+        fixed_at=None,
+        fixed_batch=None,
     )
 
 

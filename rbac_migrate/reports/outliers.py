@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 from ..access import MembershipGraph
 from ..model import USER, Entry, Snapshot
@@ -85,16 +86,20 @@ class _Jobs:
             self.members[key].append(user)
         self.held: dict[tuple, Counter] = {}
         self.direct: dict[int, frozenset[int]] = {}
-        # People of one job mostly hold the same groups: each distinct set is walked once.
+        self._evidence: dict[tuple[tuple, int], str] = {}
+        # People of one job mostly hold the same groups: each distinct set is walked and counted once.
         reach_of: dict[frozenset[int], frozenset[int]] = {}
         for key, people in self.members.items():
+            ids = [user.idx for user in people]
+            directs = list(map(frozenset, map(graph.groups_of, ids)))
+            self.direct.update(zip(ids, directs, strict=True))
             counts: Counter = Counter()
-            for user in people:
-                direct = self.direct[user.idx] = frozenset(graph.groups_of(user.idx))
+            for direct, holders in Counter(directs).items():
                 grants = reach_of.get(direct)
                 if grants is None:
-                    grants = reach_of[direct] = graph.effective_grants(user.idx)
-                counts.update(grants)
+                    grants = reach_of[direct] = graph.grants_given(direct)
+                for group in grants:
+                    counts[group] += holders
             self.held[key] = counts
 
     def size(self, key: tuple) -> int:
@@ -104,8 +109,11 @@ class _Jobs:
         return self.held[key][group] / self.size(key)
 
     def evidence(self, key: tuple, group: int) -> str:
-        label = job_label(self.members[key][0].attrs)
-        return f"held by {self.held[key][group]} of {self.size(key)} {label}"
+        found = self._evidence.get((key, group))
+        if found is None:
+            label = job_label(self.members[key][0].attrs)
+            found = self._evidence[(key, group)] = f"held by {self.held[key][group]} of {self.size(key)} {label}"
+        return found
 
 
 def find_outliers(
@@ -120,34 +128,45 @@ def find_outliers(
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
     typical = _typical(jobs, judged, settings.typical_share)
     found: list[Outlier] = []
-    verdicts: dict[tuple, list[tuple[int, str, str]]] = {}  # (job, direct groups) → what it says
+    grants, max_share = graph.grant_ids, settings.max_share
     for key in sorted(judged):
+        held, size = jobs.held[key], jobs.size(key)
+        verdicts: dict[frozenset[int], list[tuple[Entry, str, str]]] = {}  # direct groups → what they say
+        judged_rare: dict[tuple, list[tuple[Entry, str, str]]] = {}  # rare groups among them → the same
         for user in jobs.members[key]:
             direct = jobs.direct[user.idx]
-            verdict = verdicts.get((key, direct))
+            verdict = verdicts.get(direct)
             if verdict is None:
-                verdict = verdicts[(key, direct)] = _verdict(sorted(direct), key, graph, jobs, typical, settings)
-            found += [Outlier(user, graph.by_idx[group], signal, reason) for group, signal, reason in verdict]
+                # Many sets of direct groups share their few rare ones: each is judged once.
+                rare = tuple(g for g in sorted(direct) if g in grants and held[g] / size <= max_share)
+                verdict = judged_rare.get(rare)
+                if verdict is None:
+                    verdict = judged_rare[rare] = [
+                        (graph.by_idx[group], signal, reason)
+                        for group, signal, reason in _verdict(list(rare), key, jobs, typical, settings)
+                    ]
+                verdicts[direct] = verdict
+            if verdict:
+                found += [Outlier(user, group, signal, reason) for group, signal, reason in verdict]
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
     return OutlierScan(found, sum(jobs.size(k) for k in unjudged) + no_attrs, len(unjudged) + bool(no_attrs))
 
 
-def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, list[tuple[tuple, float]]]:
+def _typical(jobs: _Jobs, judged: Iterable[tuple], share: float) -> dict[int, dict[tuple, float]]:
     """Grant group → the judged jobs it is typical of, with the share of each that holds it."""
-    out: dict[int, list[tuple[tuple, float]]] = defaultdict(list)
+    out: dict[int, dict[tuple, float]] = defaultdict(dict)
     for key in judged:
         size = jobs.size(key)
         for group, count in jobs.held[key].items():
             if count / size >= share:
-                out[group].append((key, count / size))
+                out[group][key] = count / size
     return out
 
 
-def _verdict(direct: list[int], key, graph, jobs: _Jobs, typical, settings) -> list[tuple[int, str, str]]:
-    """(group, signal, reason) for each outlying direct grant of anyone in this job holding these groups."""
-    rare = [g for g in direct if g in graph.grant_ids and jobs.share(key, g) <= settings.max_share]
+def _verdict(rare: list[int], key, jobs: _Jobs, typical, settings) -> list[tuple[int, str, str]]:
+    """(group, signal, reason) for each of these rare direct grants of anyone in this job."""
     if not rare:
         return []
     other, bundle = _other_job(rare, key, typical)
@@ -169,20 +188,21 @@ def _verdict(direct: list[int], key, graph, jobs: _Jobs, typical, settings) -> l
 
 def _related(job: tuple, own: tuple) -> bool:
     """Jobs that share a peer attribute value (the same department, or the same title elsewhere)."""
-    return bool(set(job) & set(own))
+    return not set(job).isdisjoint(own)
 
 
 def _other_job(rare: list[int], own: tuple, typical) -> tuple[tuple | None, set[int]]:
     """The other job most of these rights are typical of; ties go to a related job, then higher shares."""
-    tally: dict[tuple, list] = defaultdict(lambda: [0, 0.0, set()])
-    for group in rare:
-        for job, share in typical.get(group, ()):
-            if job != own:
-                entry = tally[job]
-                entry[0] += 1
-                entry[1] += share
-                entry[2].add(group)
+    tally = Counter(chain.from_iterable(typical.get(group, ()) for group in rare))
+    tally.pop(own, None)
     if not tally:
         return None, set()
-    best = max(tally, key=lambda job: (tally[job][0], _related(job, own), tally[job][1], job))
-    return best, tally[best][2]
+    # The most rights first; the rest of the order only decides among jobs with that many.
+    most = max(tally.values())
+    tied = [job for job, count in tally.items() if count == most]
+    if len(tied) == 1:
+        best = tied[0]
+    else:
+        shares = {job: sum(typical[g][job] for g in rare if job in typical.get(g, ())) for job in tied}
+        best = max(tied, key=lambda job: (_related(job, own), shares[job], job))
+    return best, {group for group in rare if best in typical.get(group, ())}

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, type_coerce, update
 
 from ..audit import AuditRecord
 from ..errors import NotFoundError
 from ..model import ACCEPTED, OPEN, REAPPEARED, REMEDIATED, FindingException, RegisteredFinding
 from . import audit as audit_store
-from .schema import finding_exceptions, findings_register
+from .schema import UTCDateTime, finding_exceptions, findings_register
 
 if TYPE_CHECKING:
     from . import Store
@@ -95,19 +95,22 @@ class FindingsStore:
             latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
             if latest is not None and snapshot_id < latest:
                 return None
-            columns = (findings_register.c.key, findings_register.c.status, findings_register.c.first_seen)
-            known = {row.key: row for row in conn.execute(select(*columns))}
+            known = _known(conn)
             inserts, moved = [], []
+            now: dict[str, tuple[str, datetime]] = {}
             for finding in current:
                 row = known.get(finding.key)
                 if row is None:
                     inserts.append(_new_row(finding, snapshot_id, seen_at))
-                else:
-                    status = _next_status(row.status, finding.status)
-                    if status != row.status:
-                        moved.append({"k": row.key, "status": status, "status_at": seen_at})
+                    continue
+                stored, first = row
+                # Most findings are seen again as they were: only a move of status is written.
+                status = stored if stored == finding.status != REMEDIATED else _next_status(stored, finding.status)
+                if status != stored:
+                    moved.append({"k": finding.key, "status": status, "status_at": seen_at})
+                now[finding.key] = (status, first)
             present = {f.key for f in current}
-            gone = [k for k, row in known.items() if row.status in LIVE and k not in present]
+            gone = [k for k, (status, _first) in known.items() if status in LIVE and k not in present]
             # Thousands of findings per report: a handful of statements, whatever their number.
             if gone:
                 conn.execute(
@@ -125,13 +128,26 @@ class FindingsStore:
             )
             if inserts:
                 conn.execute(findings_register.insert(), inserts)
-            now = {row["key"]: (row["status"], row["first_seen"]) for row in inserts}
-            changed = {row["k"]: row["status"] for row in moved}
-            for finding in current:
-                row = known.get(finding.key)
-                if row is not None:
-                    now[row.key] = (changed.get(row.key, row.status), row.first_seen)
+            now.update((row["key"], (row["status"], row["first_seen"])) for row in inserts)
         return now
+
+
+def _known(conn) -> dict[str, tuple[str, datetime]]:
+    """Key → (status, first seen) of every registered finding.
+
+    Findings share the few times their snapshots were taken: each distinct time is made
+    timezone-aware once (as UTCDateTime does) rather than once per row.
+    """
+    first_seen = type_coerce(findings_register.c.first_seen, UTCDateTime.impl)
+    rows = conn.execute(select(findings_register.c.key, findings_register.c.status, first_seen)).all()
+    aware: dict[datetime, datetime] = {}
+    known = {}
+    for key, status, first in rows:
+        moment = aware.get(first)
+        if moment is None:
+            moment = aware[first] = UTCDateTime().process_result_value(first, conn.dialect)
+        known[key] = (status, moment)
+    return known
 
 
 _UPDATE_STATUS = (
