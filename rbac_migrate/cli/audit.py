@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import click
 from .. import connections, reports
 from ..audit import Checkpoint, parse_checkpoint
 from ..errors import RbacMigrateError, UsageError
+from ..files import write_private
 from ..reports.auditlog import summary
 from . import pass_app
 from .render import emit, format_option, note
@@ -152,7 +152,7 @@ def checkpoint(app, output) -> None:
             f"'rbac-migrate audit verify{f' --checkpoint {output}' if previous else ''}' lists every problem"
         )
     document = check.head.document(check.records, store.display_url, datetime.now(timezone.utc))
-    _write_private(output, json.dumps(document, indent=2) + "\n")
+    write_private(output, json.dumps(document, indent=2) + "\n")
     note(f"wrote {output}: record {check.head.record} of {check.records}, hash {check.head.hash[:12]}…")
 
 
@@ -165,20 +165,6 @@ def _read_checkpoint(path: Path) -> Checkpoint:
         return parse_checkpoint(text, str(path))
     except ValueError as exc:
         raise RbacMigrateError(str(exc)) from None
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a whole file readable only by its owner, or leave none behind."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.unlink(missing_ok=True)  # a leftover may have wider permissions
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise RbacMigrateError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def register(cli: click.Group) -> None:

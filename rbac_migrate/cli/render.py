@@ -12,9 +12,7 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ import click
 from tabulate import tabulate
 
 from ..errors import RbacMigrateError
+from ..files import write_private
 
 FORMATS = ("table", "json", "csv")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -128,26 +127,6 @@ def note(message: str) -> None:
 
 
 # -- files ----------------------------------------------------------------------------------
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``path`` whole and owner-only (0600), or not at all.
-
-    The text goes to a new temporary file beside it (created exclusively, so a link placed
-    there in advance is never followed), then takes the final name in one rename.
-    """
-    path = Path(path)
-    try:
-        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    except OSError as exc:
-        raise RbacMigrateError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(partial, path)
-    except OSError as exc:
-        Path(partial).unlink(missing_ok=True)
-        raise RbacMigrateError(f"cannot write {path}: {exc.strerror}") from None
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ wrote): one engine with one set of guard rails, one journal and one audit trail.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from .. import dn as dnutil
 from ..access import MembershipGraph, find_one, match_entries
 from ..audit import operator
 from ..config import Settings
+from ..files import write_private
 from ..model import ROLE, USER, Batch
 from ..store.journal import holder_alive
 from .batches import execute, journal_rows, mark_created, resume
@@ -99,14 +99,8 @@ def plan(
 def write_plan_file(store, changes: cs.ChangeSet, path: str) -> None:
     """Write a plan file owner-only and remember its digest: apply accepts only files written so."""
     data = cs.dumps(changes).encode("utf-8")
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, target)
-    store.record_plan(cs.digest(data), changes.kind, str(target), operator())
+    write_private(path, data)
+    store.record_plan(cs.digest(data), changes.kind, str(path), operator())
 
 
 def read_plan_file(store, path: str) -> tuple[cs.ChangeSet, str]:

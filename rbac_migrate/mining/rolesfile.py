@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..dn import normalize, split_rdns
 from ..errors import RbacMigrateError
+from ..files import write_private
 from ..roles.catalogue import check_role_name
 
 FORMAT = "rbac-migrate roles"
@@ -99,18 +98,7 @@ def dumps(roles: RolesFile) -> str:
 
 def write_roles_file(path: str | os.PathLike[str], roles: RolesFile) -> None:
     """Write the file readable by its owner only, whole or not at all."""
-    target = Path(path)
-    try:
-        fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    except OSError as exc:
-        raise RolesFileError(f"cannot write {target}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp creates it 0600
-            handle.write(dumps(roles))
-        os.replace(partial, target)
-    except OSError as exc:
-        Path(partial).unlink(missing_ok=True)
-        raise RolesFileError(f"cannot write {target}: {exc.strerror}") from None
+    write_private(path, dumps(roles), RolesFileError)
 
 
 def load_roles_file(path: str | os.PathLike[str]) -> RolesFile:
