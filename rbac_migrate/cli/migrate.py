@@ -79,13 +79,18 @@ def plan_cmd(app, role, users, batch_size, allow_gain, no_refresh, output, fmt) 
         migration.write_plan_file(connections.store_for(app.settings), plan, output)
         count = len(plan.units)
         note(f"plan for {count} users written to {output}; review it, then 'rbac-migrate migrate apply {output}'")
+    show_plan(app, plan, fmt)
+    note(refreshed)
+
+
+def show_plan(app, plan, fmt: str) -> None:
+    """A change set on stdout for review: a table, its JSON file form, or LDIF for ldapmodify."""
     if fmt == "ldif":
         click.echo(migration.plan_ldif(plan, app.settings.member_attribute))
     elif fmt == "json":
         click.echo(changeset.dumps(plan), nl=False)
     else:
         emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
-    note(refreshed)
 
 
 def _question(plan) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .. import changeset, connections, migration, remediation
+from .. import connections, migration, remediation
 from . import pass_app
-from .migrate import split_names
+from .migrate import show_plan, split_names
 from .refresh import refresh, refresh_option
-from .render import emit, format_option, note
+from .render import format_option, note
 
 
 @click.group("remediate")
@@ -44,12 +44,7 @@ def plan_cmd(app, category, users, batch_size, output, fmt, no_refresh) -> None:
     if output:
         migration.write_plan_file(store, plan, output)
         note(f"{plan.title}: written to {output}; review it, then 'rbac-migrate apply {output}'")
-    if fmt == "ldif":
-        click.echo(migration.plan_ldif(plan, app.settings.member_attribute))
-    elif fmt == "json":
-        click.echo(changeset.dumps(plan), nl=False)
-    else:
-        emit(migration.plan_rows(plan), "table", ["user", "change", "group", "value"])
+    show_plan(app, plan, fmt)
     note(refreshed)
 
 
