@@ -127,10 +127,8 @@ class GuardRails:
         if op == "create":
             if self.view.uuid_of(step.group_dn) is not None:
                 raise GuardError(f"{step.group_dn} already exists: refusing to create it")
-            members = [v for k, vs in step.detail.get("attributes", {}).items() if k.lower() == "member" for v in vs]
-            members += [
-                v for k, vs in step.detail.get("attributes", {}).items() if k.lower() == "uniquemember" for v in vs
-            ]
+            attributes = step.detail.get("attributes", {})
+            members = [v for k, vs in attributes.items() if k.lower() in ("member", "uniquemember") for v in vs]
             for value in members:
                 if value and self.is_protected(value, self.view.uuid_of(value)):
                     raise GuardError(f"{value} is a protected account: it is never changed")
