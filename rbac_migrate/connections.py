@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import Settings, bind_password, read_audit_key
-from .store import Store, open_store
 
-if TYPE_CHECKING:  # the directory layer (ldap3) loads only for commands that talk to the server
+if TYPE_CHECKING:  # SQLAlchemy and ldap3 load only for the commands that use them
     from .directory import Directory
+    from .directory.reads import Reads
+    from .store import Store
 
 Prompt = Callable[[str], str]
 
@@ -17,6 +18,8 @@ Prompt = Callable[[str], str]
 def store_for(settings: Settings) -> Store:
     """Open the configured store, applying pending schema migrations; with audit_key_file set,
     every audit record appended through it is signed with that key."""
+    from .store import open_store
+
     key = read_audit_key(settings.audit_key_file) if settings.audit_key_file else None
     store = open_store(settings.store)
     store.audit_key = key
@@ -29,3 +32,24 @@ def directory_for(settings: Settings, prompt: Prompt | None = None) -> Directory
 
     settings.require("url")
     return connect(settings, bind_password(settings, prompt=prompt))
+
+
+def reader_for(settings: Settings, prompt: Prompt | None = None) -> Reads:
+    """A connection for reading a snapshot: libldap alone where it can (not Active Directory, whose
+    DirSync reads need ldap3), otherwise the full ldap3 connection.
+
+    A libldap connection that fails to set up gives way to ldap3, so errors read as for any command.
+    """
+    settings.require("url")
+    password = bind_password(settings, prompt=prompt)
+    if settings.flavour != "ad" and settings.bulk_reader != "ldap3":
+        from .directory.libldap import open_reader
+
+        found = open_reader(settings, password)
+        if found is not None:
+            if not found.is_active_directory():
+                return found
+            found.close()
+    from .directory import connect
+
+    return connect(settings, password)

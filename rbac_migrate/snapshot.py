@@ -348,10 +348,10 @@ def update(
     With ``full`` everything is read, and compared with what an incremental read gives.
     """
     from . import changes as changes_module
-    from .connections import directory_for
+    from .connections import reader_for
     from .directory import sync
 
-    with directory_for(settings, prompt) as directory:
+    with reader_for(settings, prompt) as directory:
         report = _start(directory, settings, progress)  # a missing base is named before any sync search fails
         method = sync.offered(directory)
         fingerprint = _fingerprint(settings, directory.target)

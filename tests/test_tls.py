@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from rbac_migrate.demo.sandbox import Slapd
-from rbac_migrate.directory.bulk import BulkReader
-from rbac_migrate.directory.bulk import available as bulk_available
+from rbac_migrate.directory.libldap import Libldap
+from rbac_migrate.directory.libldap import available as bulk_available
 from tests.support.cli import Result, assert_one_line_error, run, write_config
 from tests.support.skips import unavailable
 
@@ -136,13 +136,13 @@ def test_bulk_reader_snapshot_over_tls(tls_slapd: Slapd, cli: Cli, tls: str, mon
         unavailable("the bulk reader needs python-ldap (pip install 'rbac-migrate[fast]')")
     # ldap3 would read the same entries, so make sure the pages really came through libldap.
     targets: list[str] = []
-    search = BulkReader.search
+    search = Libldap.search
 
-    def spy(self: BulkReader, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def spy(self: Libldap, *args: Any, **kwargs: Any) -> Iterator[Any]:
         targets.append(self.target)
         yield from search(self, *args, **kwargs)
 
-    monkeypatch.setattr(BulkReader, "search", spy)
+    monkeypatch.setattr(Libldap, "search", spy)
     url = tls_slapd.ldaps_url if tls == "ldaps" else tls_slapd.url
     # A page size below the entry count makes the bulk reader follow paging cookies over TLS.
     settings = {"tls": tls, "tls_ca_file": str(tls_slapd.ca_file), "bulk_reader": "python-ldap", "page_size": 2}
