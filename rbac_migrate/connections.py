@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # SQLAlchemy and ldap3 load only for the commands that use th
     from .directory import Directory
     from .directory.reads import Reads
     from .store import Store
+    from .store.driver import DriverStore
 
 Prompt = Callable[[str], str]
 
@@ -24,6 +25,15 @@ def store_for(settings: Settings) -> Store:
     store = open_store(settings.store)
     store.audit_key = key
     return store
+
+
+def snapshot_store_for(settings: Settings) -> Store | DriverStore:
+    """The store for writing a snapshot: through its driver alone when it is already up to date,
+    so ``snapshot take`` need not import SQLAlchemy; otherwise the store every command opens."""
+    from .store.driver import DriverStore, open_driver
+
+    db = open_driver(settings.store)
+    return DriverStore(db, settings.store) if db is not None else store_for(settings)
 
 
 def directory_for(settings: Settings, prompt: Prompt | None = None) -> Directory:

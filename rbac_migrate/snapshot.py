@@ -20,8 +20,8 @@ from . import dn as dnutil
 from .config import Settings
 from .errors import ConfigError
 from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Snapshot
+from .store.packing import Written, pack, unpack
 from .store.snapshot_writer import DN_NORM, ENABLED, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
-from .store.snapshots import Written, pack, unpack
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values
+KINDS = (USER, GRANT, ROLE, DANGLING, EXTERNAL)
 Progress = Callable[[str, int], None]
 
 
@@ -87,6 +89,8 @@ class _Reader:
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
         self.by_raw: dict[bytes, int] = {}
         self.by_norm: dict[str, int] = {}
+        # An incremental read knows kept entries by their exact DN only; other spellings are looked up.
+        self.kept_by_norm: Callable[[str], int | None] | None = None
         self.unknown = 0
 
     def add(self, kind: str, dn: str, norm: str, name: str, uuid: str | None, enabled: bool, attrs) -> tuple | None:
@@ -99,11 +103,11 @@ class _Reader:
         self.by_norm[norm] = entity
         return (entity, identity, kind, dn, norm, name, name.lower(), uuid, enabled, attrs, None)
 
-    def know(self, entity: int, dn: str, norm: str) -> None:
-        """An entry kept from the latest snapshot, for member values to resolve to."""
-        if norm not in self.by_norm:
-            self.by_raw.setdefault(dn.encode("utf-8"), entity)
-            self.by_norm[norm] = entity
+    def know(self, kept: dict[bytes, int]) -> None:
+        """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
+        resolve to; an entry read now wins over a kept one with its DN."""
+        kept.update(self.by_raw)
+        self.by_raw = kept
 
     def uuid_of(self, raw: dict[str, list[bytes]]) -> str | None:
         return self.directory.first_values(raw, self.keys_cache).get(self.uuid_key)
@@ -154,6 +158,8 @@ class _Reader:
         text = value.decode("utf-8", "replace")
         norm = dnutil.normalize(text)
         found = self.by_norm.get(norm)
+        if found is None and self.kept_by_norm is not None:  # a kept entry spelt differently
+            found = self.kept_by_norm(norm)
         if found is None:  # outside the managed entries: an existing entry elsewhere, or dangling
             self.unknown += 1
             kind = EXTERNAL if "=" in text and self.directory.resolves(text) else DANGLING
@@ -166,6 +172,7 @@ class _Reader:
 
 def take(directory, settings: Settings, latest: Latest, head: Head, report: Progress) -> Update:
     """Read users, grant groups and role groups; resolve every member value: every row of the snapshot."""
+    latest.load_all()
     reader = _Reader(directory, settings, latest)
     users, *groups = searches(settings)
     count = 0
@@ -196,8 +203,8 @@ class _Incremental:
     """The rows of what changed since the latest snapshot, from a server's list of changes.
 
     Entries the server reports are read as a full read reads them; the rest of the latest
-    snapshot is only consulted (identities, DNs, the enabled flag, members where needed), never
-    rebuilt, so the work follows the change.
+    snapshot is only consulted where these changes reach it (identities, DNs, the enabled flag,
+    members where needed), never rebuilt, so the work follows the change.
     """
 
     def __init__(self, directory, settings: Settings, changes: Changes) -> None:
@@ -208,6 +215,7 @@ class _Incremental:
         reader = _Reader(self.directory, self.settings, latest)
         self.reader, self.latest = reader, latest
         searched = searches(self.settings)
+        latest.lookup(self._identities())
         for search in searched:
             for dn, raw in self.changes.entries[search.name]:
                 (reader.user if search.name == USER else partial(reader.group, search.name))(dn, raw)
@@ -215,31 +223,48 @@ class _Incremental:
         members = _Lazy(latest.members)
         self._reread_holders(members, searched[1:])
         changed = {row[ENTITY] for row in reader.rows} | {row[ENTITY] for row, _values in reader.groups}
-        kept = {e: cur for e, cur in latest.entries.items() if e not in changed and e not in self.gone}
-        replaced = {e for e, cur in kept.items() if cur.kind in (DANGLING, EXTERNAL) and cur.norm in reader.by_norm}
-        for entity in replaced:
-            del kept[entity]
-        for entity, cur in kept.items():
-            reader.know(entity, cur.dn, cur.norm)
-        rows = self._flipped(kept) + self._reclassified(kept)
+        loose = [c for c in latest.of_kinds(LOOSE) if c.entity not in changed and c.entity not in self.gone]
+        replaced = {c.entity for c in loose if c.norm in reader.by_norm}
+        loose = [c for c in loose if c.entity not in replaced]
+        rows = self._flipped(changed) + self._reclassified(loose)
+        if reader.groups:
+            # A kept entry whose DN an entry read now has in another spelling is not kept by that DN.
+            renamed = {c.entity for c in latest.of_kinds(KINDS, reader.by_norm)}
+            skip = changed | self.gone | replaced | renamed
+            reader.know(latest.names(skip))
+            reader.kept_by_norm = partial(self._kept_by_norm, skip)
         group_rows = reader.resolved_groups()
         rows += self._rewritten(members, replaced, changed)
         closed = self.gone | replaced
         if group_rows or self.gone:
-            closed |= self._unreferenced(kept, members, group_rows, changed)
+            closed |= self._unreferenced({c.entity for c in loose}, members, group_rows, changed)
         rows = [row for row in [*reader.rows, *rows, *group_rows] if row[ENTITY] not in closed]
         return Update(head, rows, closed)
+
+    def _identities(self) -> set[str]:
+        """The identities of the entries the server reported, to look up in one go."""
+        found = set()
+        for entries in self.changes.entries.values():
+            for dn, raw in entries:
+                found.add(self.reader.uuid_of(raw) or f"dn:{dnutil.normalize(dn)}")
+        return found
+
+    def _kept_by_norm(self, skip: set[int], norm: str) -> int | None:
+        found = [c.entity for c in self.latest.of_kinds(KINDS, [norm]) if c.entity not in skip]
+        return found[0] if found else None
 
     def _gone(self) -> set[int]:
         """Entities the server says are deleted, or no longer lists."""
         found = set()
-        changes = self.changes
-        for entity, cur in self.latest.entries.items():
-            if cur.kind not in changes.entries:
-                continue
-            present = changes.present.get(cur.kind)
-            if cur.uuid in changes.deleted.get(cur.kind, ()) or (present is not None and cur.uuid not in present):
-                found.add(entity)
+        changes, latest = self.changes, self.latest
+        for kind in changes.entries:
+            deleted = changes.deleted.get(kind, set())
+            latest.lookup(deleted)
+            entities = (latest.by_identity.get(uuid) for uuid in deleted)
+            found |= {e for e in entities if e in latest.entries and latest.entries[e].kind == kind}
+            present = changes.present.get(kind)
+            if present is not None:
+                found |= {c.entity for c in latest.of_kinds((kind,)) if c.uuid not in present}
         return found - {row[ENTITY] for row in self.reader.rows} - {row[ENTITY] for row, _v in self.reader.groups}
 
     def _reread_holders(self, members: _Lazy, groups: list[Search]) -> None:
@@ -248,38 +273,44 @@ class _Incremental:
         The directory rewrites their member values itself (AD's linked attributes, slapd's refint),
         and neither Content Sync's session log nor uSNChanged reports those rewrites.
         """
-        entries = self.latest.entries
         new_rows = [row for row in self.reader.rows] + [row for row, _values in self.reader.groups]
+        entries = self.latest.current(row[ENTITY] for row in new_rows)
         moved = set(self.gone) | {
             row[ENTITY] for row in new_rows if row[ENTITY] in entries and entries[row[ENTITY]].norm != row[DN_NORM]
         }
         if not moved:
             return
         changed = {row[ENTITY] for row in new_rows}
-        for group, held in members.value.items():
-            if group in changed or group in self.gone or moved.isdisjoint(held):
-                continue
-            cur = entries[group]
+        holders = [
+            g
+            for g, held in members.value.items()
+            if g not in changed and g not in self.gone and not moved.isdisjoint(held)
+        ]
+        for _group, cur in sorted(self.latest.current(holders).items()):
             search = next(s for s in groups if s.name == cur.kind)
             found = list(self.directory.search_raw(cur.dn, search.filter, search.attributes, scope="base", paged=False))
             self.changes.entries[cur.kind].extend(found)
             for dn, raw in found:
                 self.reader.group(cur.kind, dn, raw)
 
-    def _flipped(self, kept: dict[int, Current]) -> list[tuple]:
+    def _flipped(self, changed: set[int]) -> list[tuple]:
         """Kept users that became disabled or enabled: the disabled filter is read in full each time."""
         disabled = self.reader.disabled
-        flipped = [e for e, cur in kept.items() if cur.kind == USER and cur.enabled == (cur.norm in disabled)]
+        was_disabled = self.latest.disabled_users()
+        flipped = [c.entity for c in was_disabled if c.norm not in disabled]
+        newly = disabled - {c.norm for c in was_disabled}
+        if newly:
+            flipped += [c.entity for c in self.latest.of_kinds((USER,), newly) if c.enabled]
+        flipped = [e for e in flipped if e not in changed and e not in self.gone]
         return [(*row[:ENABLED], not row[ENABLED], *row[ENABLED + 1 :]) for row in self.latest.rows(flipped).values()]
 
-    def _reclassified(self, kept: dict[int, Current]) -> list[tuple]:
+    def _reclassified(self, loose: list[Current]) -> list[tuple]:
         """Entries member values point at outside the managed ones, looked at again: existing, or dangling."""
         changed = []
-        for entity, cur in kept.items():
-            if cur.kind in (DANGLING, EXTERNAL):
-                kind = EXTERNAL if "=" in cur.dn and self.directory.resolves(cur.dn) else DANGLING
-                if kind != cur.kind:
-                    changed.append(entity)
+        for cur in loose:
+            kind = EXTERNAL if "=" in cur.dn and self.directory.resolves(cur.dn) else DANGLING
+            if kind != cur.kind:
+                changed.append(cur.entity)
         rows = self.latest.rows(changed).values()
         return [(*row[:KIND], DANGLING if row[KIND] == EXTERNAL else EXTERNAL, *row[KIND + 1 :]) for row in rows]
 
@@ -293,18 +324,25 @@ class _Incremental:
         rows = self.latest.rows(holders)
         return [(*row[:MEMBERS], pack([target.get(m, m) for m in members.value[g]])) for g, row in rows.items()]
 
-    def _unreferenced(self, kept: dict[int, Current], members: _Lazy, group_rows: list[tuple], changed) -> set[int]:
+    def _unreferenced(self, candidates: set[int], members: _Lazy, group_rows: list[tuple], changed) -> set[int]:
         """Kept entries known only from member values that no group holds any longer."""
-        candidates = {e for e, cur in kept.items() if cur.kind in (DANGLING, EXTERNAL)}
         if not candidates:
+            return set()
+        # Only an entry a changed or gone group held can have lost its last holder.
+        before = self.latest.rows(changed | self.gone)
+        at_risk = set()
+        for row in before.values():
+            if row[MEMBERS] is not None:
+                at_risk |= candidates.intersection(unpack(row[MEMBERS]))
+        for row in group_rows:
+            at_risk -= set(unpack(row[MEMBERS]))
+        if not at_risk:
             return set()
         held = set()
         for group, values in members.value.items():
             if group not in changed and group not in self.gone:
-                held |= candidates.intersection(values)
-        for row in group_rows:
-            held |= candidates.intersection(unpack(row[MEMBERS]))
-        return candidates - held
+                held |= at_risk.intersection(values)
+        return at_risk - held
 
 
 class _Lazy:

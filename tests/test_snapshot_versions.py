@@ -12,8 +12,8 @@ from sqlalchemy import func, select, text
 from rbac_migrate import changes
 from rbac_migrate.model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Entry, Snapshot, identity_key
 from rbac_migrate.store import migrations, open_store
+from rbac_migrate.store.packing import pack
 from rbac_migrate.store.schema import entry_versions
-from rbac_migrate.store.snapshots import pack
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tabulate import tabulate
 
 from ..errors import RbacMigrateError
 from ..files import write_private
@@ -83,6 +82,8 @@ def table(rows: Iterable[dict], columns: Sequence[str]) -> None:
 
 def tabulate_rows(rows: list[dict], columns: Sequence[str] | None = None) -> str:
     """A plain-text table of rows, '(none)' when there are none; control characters escaped."""
+    from tabulate import tabulate  # loads importlib.metadata: only for the commands that print tables
+
     if not rows:
         return "(none)"
     columns = list(columns or rows[0].keys())

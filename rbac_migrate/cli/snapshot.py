@@ -33,7 +33,7 @@ def take(app, full) -> None:
       rbac-migrate snapshot take --full
     """
     settings = app.settings
-    store = connections.store_for(settings)
+    store = connections.store_for(settings) if full else connections.snapshot_store_for(settings)
     progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731
     taken = snapshots.update(settings, store, progress=progress, prompt=app.prompt, full=full)
     info = store.snapshot_info(taken.written.snapshot_id)

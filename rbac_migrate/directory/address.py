@@ -22,7 +22,6 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, secure
 
 
-
 def target(settings: Settings) -> tuple[str, str]:
     """("ldap[s]://host:port", TLS mode) for the configured URL and tls setting."""
     host, port, secure_url = parse_url(settings.url)

@@ -53,7 +53,6 @@ class ServerCapabilities:
     tls: str
 
 
-
 def _tls(settings: Settings) -> ldap3.Tls:
     if settings.tls_ca_file:
         try:
@@ -269,8 +268,7 @@ class Directory(Reads):
         search_filter = f"(&{GROUP_FILTER}({self.settings.member_attribute}={escape_filter_chars(value)}))"
         return list(self.search(base, search_filter, attributes, paged=False))
 
+
 def _next_cookie(result: dict) -> bytes | None:
     control = (result.get("controls") or {}).get(PAGED_RESULTS)
     return control["value"]["cookie"] if control else None
-
-

@@ -22,10 +22,11 @@ HEAD = "0008_roles_rules"  # the schema revision this code writes; store.migrati
 class Db:
     """A DB-API connection with its dialect ("sqlite" or "postgresql"). SQL is written with ``?``."""
 
-    def __init__(self, raw, dialect: str):
+    def __init__(self, raw, dialect: str, error: type[Exception] = Exception):
         self.raw = raw
         self.dialect = dialect
         self.postgres = dialect == "postgresql"
+        self.error = error  # the driver's base error class
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -80,10 +81,10 @@ class Db:
     def index_definitions(self, table: str) -> list[tuple[str, str]]:
         """(name, CREATE INDEX statement) of a table's secondary indexes, as the database holds them."""
         if self.postgres:
-            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ? AND indexname LIKE 'ix_%'"
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ?"
         else:
             query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
-        return sorted(self.rows(query, (table,)))
+        return sorted(row for row in self.rows(query, (table,)) if row[0].startswith("ix_"))
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -116,14 +117,11 @@ def open_driver(url: str) -> Db | None:
         import sqlite3
 
         try:
-            raw = sqlite3.connect(path, isolation_level=None)
-            raw.execute("BEGIN")
-            raw.execute("ROLLBACK")
+            raw = sqlite3.connect(path, isolation_level=None)  # transactions begun and ended explicitly
+            sqlite_pragmas(raw)
         except sqlite3.Error:
             return None
-        sqlite_pragmas(raw)
-        raw.isolation_level = ""  # the driver's transactions: BEGIN before the first write
-        db = Db(raw, "sqlite")
+        db = Db(raw, "sqlite", sqlite3.Error)
     elif url.startswith(("postgresql+psycopg://", "postgresql://")):
         db = _postgres(url)
         if db is None:
@@ -132,7 +130,7 @@ def open_driver(url: str) -> Db | None:
         return None
     try:
         current = db.scalar("SELECT version_num FROM alembic_version")
-    except Exception:  # noqa: BLE001 - no such table, or no access: SQLAlchemy's path explains
+    except db.error:  # no such table, or no access: SQLAlchemy's path explains
         current = None
     if current != HEAD:
         db.raw.close()
@@ -158,7 +156,15 @@ def _postgres(url: str) -> Db | None:
         raw = psycopg.connect(**{k: v for k, v in options.items() if v is not None})
     except psycopg.Error:
         return None
-    return Db(raw, "postgresql")
+    return Db(raw, "postgresql", psycopg.Error)
+
+
+def masked(url: str) -> str:
+    """The URL with any password in it replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def first_line(exc: Exception) -> str:
@@ -168,3 +174,58 @@ def first_line(exc: Exception) -> str:
 
 def store_error(exc: Exception, what: str) -> StoreError:
     return StoreError(f"{what}: {first_line(exc)}")
+
+
+class DriverStore:
+    """The store as ``snapshot take`` uses it, through the driver alone; same methods as ``Store``."""
+
+    def __init__(self, db: Db, url: str):
+        self.db = db
+        self.display_url = masked(url)
+
+    def snapshots(self) -> list:
+        from ..model import SnapshotInfo
+
+        query = "SELECT id, taken_at, source, users, grants, roles, memberships FROM snapshots ORDER BY id"
+        return [SnapshotInfo(row[0], _when(row[1]), *row[2:]) for row in self.db.rows(query)]
+
+    def snapshot_info(self, ref: int | None = None):
+        listing = self.snapshots()
+        return next(info for info in listing if info.id == ref) if ref is not None else listing[-1]
+
+    def sync_state(self) -> dict | None:
+        import json
+
+        text = self.db.scalar("SELECT sync FROM snapshots ORDER BY id DESC LIMIT 1")
+        return json.loads(text) if text else None
+
+    def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
+        """As ``Store.write_snapshot``, without ``preview`` (which loads a whole snapshot)."""
+        from . import snapshot_writer
+
+        if preview:
+            raise ValueError("a preview needs the SQLAlchemy store")
+        raw = self.db.raw
+        try:
+            if not self.db.postgres:  # the write lock first: a snapshot writer compares against the last one
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                written = snapshot_writer.write(self.db, build, skip_unchanged)
+            except BaseException:
+                raw.rollback() if self.db.postgres else raw.execute("ROLLBACK")
+                raise
+            raw.commit() if self.db.postgres else raw.execute("COMMIT")
+        except self.db.error as exc:
+            raise store_error(exc, f"store {self.display_url}") from None
+        return written, None
+
+    def close(self) -> None:
+        self.db.raw.close()
+
+
+def _when(value):
+    from datetime import datetime, timezone
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

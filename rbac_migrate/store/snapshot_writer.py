@@ -13,18 +13,14 @@ import json
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-
-from sqlalchemy import Index, Text, and_, cast, func, select, update
-from sqlalchemy.engine import Connection
+from datetime import datetime, timezone
 
 from .. import dn as dnutil
 from ..errors import StoreError
 from ..model import GRANT, ROLE, USER, Snapshot, identity_key
-from .schema import entry_versions, snapshots
-from .snapshots import Written, _lock, _raw, bulk_insert, pack, unpack
+from .driver import Db
+from .packing import Written, pack, unpack
 
-V = entry_versions.c
 # A row as a reader builds it; the store adds the snapshot id as ``since``.
 ROW_COLUMNS = (
     "entity",
@@ -40,7 +36,6 @@ ROW_COLUMNS = (
     "members",
 )
 ENTITY, IDENTITY, KIND, DN, DN_NORM, NAME, NAME_NORM, UUID, ENABLED, ATTRS, MEMBERS = range(len(ROW_COLUMNS))
-CHUNK = 500  # entities per IN (...) list
 
 
 @dataclass
@@ -80,29 +75,91 @@ class Current:
     uuid: str | None
 
 
-class Latest:
-    """The latest snapshot seen from inside the transaction that writes the next one."""
+CURRENT_COLUMNS = "entity, identity, kind, dn, dn_norm, enabled, uuid"
+CURRENT = "FROM entry_versions WHERE until IS NULL"
 
-    def __init__(self, conn: Connection, light: bool = False) -> None:
-        self.conn = conn
-        self.snapshot_id = conn.execute(select(func.max(snapshots.c.id))).scalar()
-        highest = conn.execute(select(func.max(V.entity))).scalar()
+
+class Latest:
+    """The latest snapshot seen from inside the transaction that writes the next one.
+
+    Only what a reader asks for is read: every identity for a full read (:meth:`load_all`), the
+    few entries an incremental read meets for that one, so its cost follows the change.
+    """
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self.snapshot_id = db.scalar("SELECT max(id) FROM snapshots")
+        highest = db.scalar("SELECT max(entity) FROM entry_versions")
         self.next_id = 0 if highest is None else highest + 1
         self.by_identity: dict[str, int] = {}
-        self.entries: dict[int, Current] = {}
-        if self.snapshot_id is not None and not light:
-            query = select(V.entity, V.identity, V.kind, V.dn, V.dn_norm, V.enabled, V.uuid).where(V.until.is_(None))
-            for row in _raw(conn, query):
-                self.entries[row[0]] = Current(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
-                self.by_identity[row[1]] = row[0]
+        self.entries: dict[int, Current] = {}  # the current entries looked at so far
+        self.absent: set[str] = set()  # identities looked up and not found
+        self.complete = False
 
     @property
     def empty(self) -> bool:
         return self.snapshot_id is None
 
+    def _take(self, rows: list[tuple]) -> list[Current]:
+        found = []
+        for row in rows:
+            cur = self.entries.get(row[0])
+            if cur is None:
+                cur = self.entries[row[0]] = Current(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+                self.by_identity[row[1]] = row[0]
+            found.append(cur)
+        return found
+
+    def load_all(self) -> None:
+        """Every current entry, for a full read."""
+        if not self.empty and not self.complete:
+            self._take(self.db.rows(f"SELECT {CURRENT_COLUMNS} {CURRENT}"))
+        self.complete = True
+
+    def lookup(self, identities: Iterable[str]) -> None:
+        """Read the current entries of these identities, so :meth:`entity` knows them."""
+        wanted = {i for i in identities if i not in self.by_identity and i not in self.absent}
+        if wanted and not self.empty and not self.complete:
+            found = self._take(
+                self.db.rows_in(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND identity IN ({{marks}})", wanted)
+            )
+            self.absent |= wanted - {c.identity for c in found}
+
+    def current(self, entities: Iterable[int]) -> dict[int, Current]:
+        """The current entries among these entities."""
+        wanted = set(entities)
+        unknown = wanted - self.entries.keys()
+        if unknown and not self.complete:
+            self._take(self.db.rows_in(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND entity IN ({{marks}})", unknown))
+        return {e: self.entries[e] for e in wanted if e in self.entries}
+
+    def of_kinds(self, kinds: Iterable[str], norms: Iterable[str] | None = None) -> list[Current]:
+        """Current entries of these kinds (only those with one of ``norms`` as DN, when given)."""
+        if self.complete:
+            chosen = None if norms is None else set(norms)
+            return [c for c in self.entries.values() if c.kind in kinds and (chosen is None or c.norm in chosen)]
+        if norms is None:
+            marks = ", ".join("?" * len(tuple(kinds)))
+            return self._take(self.db.rows(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND kind IN ({marks})", tuple(kinds)))
+        found = self._take(self.db.rows_in(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND dn_norm IN ({{marks}})", norms))
+        return [c for c in found if c.kind in kinds]
+
+    def disabled_users(self) -> list[Current]:
+        """Current users the latest snapshot holds as disabled."""
+        return (
+            [c for c in self.of_kinds((USER,)) if not c.enabled]
+            if self.complete
+            else self._take(
+                self.db.rows(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND kind = ? AND enabled = ?", (USER, False))
+            )
+        )
+
     def entity(self, identity: str) -> int:
         """The entity number of an identity; a new one for an identity not seen before."""
         found = self.by_identity.get(identity)
+        if found is None and not self.complete:
+            self.lookup((identity,))
+            found = self.by_identity.get(identity)
         if found is None:
             found = self.by_identity[identity] = self.next_id
             self.next_id += 1
@@ -111,27 +168,30 @@ class Latest:
     def rows(self, entities: Iterable[int]) -> dict[int, tuple]:
         """Current rows (reader's layout) of the given entities."""
         # Attributes as their JSON text, as written and compared (PostgreSQL would hand back a dict).
-        columns = [cast(V.attrs, Text) if name == "attrs" else getattr(V, name) for name in ROW_COLUMNS]
-        return {row[0]: _driver_row(row) for row in self._current(columns, entities)}
+        columns = ", ".join("CAST(attrs AS TEXT)" if name == "attrs" else name for name in ROW_COLUMNS)
+        wanted = set(entities)
+        if len(wanted) > max(len(self.entries), 1) // 2 and self.complete:  # most of it: one scan
+            found = [row for row in self.db.rows(f"SELECT {columns} {CURRENT}") if row[0] in wanted]
+        else:
+            found = self.db.rows_in(f"SELECT {columns} {CURRENT} AND entity IN ({{marks}})", wanted)
+        return {row[0]: _driver_row(row) for row in found}
 
     def members(self) -> dict[int, array]:
         """Every current group's members, as packed arrays."""
-        query = select(V.entity, V.members).where(V.until.is_(None), V.members.is_not(None))
-        found = {}
-        for entity, blob in _raw(self.conn, query):
-            found[entity] = array("i", unpack(blob))
-        return found
+        return {
+            e: array("i", unpack(blob))
+            for e, blob in self.db.rows(f"SELECT entity, members {CURRENT} AND members IS NOT NULL")
+        }
 
-    def _current(self, columns: list, entities: Iterable[int]) -> list[tuple]:
-        wanted = sorted(set(entities))
-        if len(wanted) > len(self.entries) // 2:  # most of the snapshot: one scan beats many look-ups
-            chosen = set(wanted)
-            return [row for row in _raw(self.conn, select(*columns).where(V.until.is_(None))) if row[0] in chosen]
-        out: list[tuple] = []
-        for start in range(0, len(wanted), CHUNK):
-            chunk = wanted[start : start + CHUNK]
-            out += _raw(self.conn, select(*columns).where(V.until.is_(None), V.entity.in_(chunk)))
-        return out
+    def names(self, skip: set[int]) -> dict[bytes, int]:
+        """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
+        utf8 = "convert_to(dn, 'UTF8')" if self.db.postgres else "CAST(dn AS BLOB)"
+        found = dict(self.db.rows(f"SELECT {utf8}, entity {CURRENT}"))
+        if skip:
+            for dn, entity in self.db.rows_in(f"SELECT {utf8}, entity {CURRENT} AND entity IN ({{marks}})", skip):
+                if found.get(bytes(dn)) == entity:
+                    del found[bytes(dn)]
+        return found
 
 
 def _driver_row(row: tuple) -> tuple:
@@ -150,69 +210,92 @@ def _differs(old: tuple | None, new: tuple) -> bool:
     return old is None or any(old[i] != new[i] for i in COMPARED)
 
 
-def write(conn: Connection, build: Callable[[Latest], Update], skip_unchanged: bool = False) -> Written:
+def _lock(db: Db) -> None:
+    """One snapshot writer at a time: each compares against the versions the previous one left."""
+    if db.postgres:
+        db.run("LOCK TABLE entry_versions IN EXCLUSIVE MODE")
+    else:  # SQLite: the first write takes the database lock, and later reads see the newest state
+        db.run("UPDATE entry_versions SET until = until WHERE 0")
+
+
+def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = False) -> Written:
     """Lock, let ``build`` make the rows against the latest snapshot, and write what differs."""
-    _lock(conn)
-    latest = Latest(conn)
+    _lock(db)
+    latest = Latest(db)
     found = build(latest)
     rows, closed = found.rows, set(found.closed)
     seen = {row[ENTITY] for row in rows}
     if found.complete:
+        latest.load_all()
         closed |= latest.entries.keys() - seen
     closed &= latest.entries.keys()
-    if not latest.empty:
-        current = latest.rows(seen & latest.entries.keys())
+    existing = latest.current(seen & latest.entries.keys()) if not latest.empty else {}
+    if existing:
+        current = latest.rows(existing)
         rows = [row for row in rows if _differs(current.get(row[ENTITY]), row)]
-    changed = [row[ENTITY] for row in rows if row[ENTITY] in latest.entries]
+    changed = [row[ENTITY] for row in rows if row[ENTITY] in existing]
     if skip_unchanged and not rows and not closed:
         return Written(None, 0, 0, 0)
-    snapshot_id = _insert_head(conn, found.head)
-    _close(conn, [*changed, *closed], snapshot_id)
-    _insert(conn, snapshot_id, rows, empty=latest.empty)
-    _count(conn, snapshot_id)
+    snapshot_id = _insert_head(db, found.head)
+    ended = sorted({*changed, *closed})
+    db.run_in("UPDATE entry_versions SET until = ? WHERE until IS NULL AND entity IN ({marks})", ended, (snapshot_id,))
+    _insert(db, snapshot_id, rows, empty=latest.empty)
+    _count(db, snapshot_id, latest.snapshot_id if not found.complete else None, rows)
     return Written(snapshot_id, len(rows) - len(changed), len(changed), len(closed))
 
 
-def _insert_head(conn: Connection, head: Head) -> int:
-    values = {"taken_at": head.taken_at, "source": head.source, "flavour": head.flavour, "bases": dict(head.bases)}
-    values["sync"] = json.dumps(head.sync) if head.sync is not None else None
-    counts = {"users": 0, "grants": 0, "roles": 0, "memberships": 0}  # set by _count once the rows are in
-    return conn.execute(snapshots.insert().values(**values, **counts)).inserted_primary_key[0]
+def _insert_head(db: Db, head: Head) -> int:
+    taken_at = head.taken_at.astimezone(timezone.utc)
+    sync = json.dumps(head.sync) if head.sync is not None else None
+    names = "taken_at, source, flavour, bases, sync, users, grants, roles, memberships"
+    if db.postgres:
+        sql = f"INSERT INTO snapshots ({names}) VALUES (?, ?, ?, CAST(? AS JSON), ?, 0, 0, 0, 0) RETURNING id"
+        return db.scalar(sql, (taken_at, head.source, head.flavour, json.dumps(dict(head.bases)), sync))
+    # SQLAlchemy's form of a DateTime in SQLite: naive UTC, to the microsecond.
+    stamp = taken_at.replace(tzinfo=None).isoformat(" ", "microseconds")
+    cursor = db.raw.execute(
+        f"INSERT INTO snapshots ({names}) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0)",
+        (stamp, head.source, head.flavour, json.dumps(dict(head.bases)), sync),
+    )
+    return cursor.lastrowid
 
 
-def _close(conn: Connection, entities: list[int], snapshot_id: int) -> None:
-    ordered = sorted(entities)
-    for start in range(0, len(ordered), CHUNK):
-        chunk = ordered[start : start + CHUNK]
-        conn.execute(update(entry_versions).where(V.entity.in_(chunk), V.until.is_(None)).values(until=snapshot_id))
-
-
-def _insert(conn: Connection, snapshot_id: int, rows: list[tuple], empty: bool) -> None:
+def _insert(db: Db, snapshot_id: int, rows: list[tuple], empty: bool) -> None:
     """Insert the new versions; into an empty table, build the indexes once afterwards (twice as fast)."""
-    indexes: list[Index] = sorted(entry_versions.indexes, key=lambda index: index.name) if empty else []
-    for index in indexes:
-        index.drop(conn)
-    columns = ("since", *ROW_COLUMNS)
-    bulk_insert(conn, entry_versions, columns, [(snapshot_id, *row) for row in rows])
-    for index in indexes:
-        index.create(conn)
+    indexes = db.index_definitions("entry_versions") if empty else []
+    for name, _definition in indexes:
+        db.run(f"DROP INDEX {name}")
+    db.insert("entry_versions", ("since", *ROW_COLUMNS), [(snapshot_id, *row) for row in rows])
+    for _name, definition in indexes:
+        db.run(definition)
     if empty:  # statistics once a large snapshot lands; later ones have the same shape
-        conn.exec_driver_sql("ANALYZE entry_versions")
+        db.run("ANALYZE entry_versions")
 
 
-def _count(conn: Connection, snapshot_id: int) -> None:
-    """The snapshot's counts, from the versions it holds."""
-    query = select(V.kind, func.count(), func.sum(func.length(V.members))).where(V.until.is_(None)).group_by(V.kind)
-    counts = {kind: (number, (size or 0) // 4) for kind, number, size in conn.execute(query).all()}
-    conn.execute(
-        update(snapshots)
-        .where(and_(snapshots.c.id == snapshot_id))
-        .values(
-            users=counts.get(USER, (0, 0))[0],
-            grants=counts.get(GRANT, (0, 0))[0],
-            roles=counts.get(ROLE, (0, 0))[0],
-            memberships=sum(size for _number, size in counts.values()),
-        )
+def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) -> None:
+    """The snapshot's counts: from the previous ones and the versions that changed, or counted afresh."""
+    totals = {USER: 0, GRANT: 0, ROLE: 0}
+    memberships = 0
+    if previous is None:
+        query = f"SELECT kind, count(*), sum(length(members)) {CURRENT} GROUP BY kind"
+        for kind, number, size in db.rows(query):
+            totals[kind] = totals.get(kind, 0) + number
+            memberships += (size or 0) // 4
+    else:
+        users, grants, roles, memberships = db.rows(
+            "SELECT users, grants, roles, memberships FROM snapshots WHERE id = ?", (previous,)
+        )[0]
+        totals.update({USER: users, GRANT: grants, ROLE: roles})
+        ended = "SELECT kind, count(*), sum(length(members)) FROM entry_versions WHERE until = ? GROUP BY kind"
+        for kind, number, size in db.rows(ended, (snapshot_id,)):
+            totals[kind] = totals.get(kind, 0) - number
+            memberships -= (size or 0) // 4
+        for row in rows:
+            totals[row[KIND]] = totals.get(row[KIND], 0) + 1
+            memberships += len(row[MEMBERS] or b"") // 4
+    db.run(
+        "UPDATE snapshots SET users = ?, grants = ?, roles = ?, memberships = ? WHERE id = ?",
+        (totals[USER], totals[GRANT], totals[ROLE], memberships, snapshot_id),
     )
 
 
@@ -234,11 +317,12 @@ def attrs_text(attrs, cache: dict) -> str | None:
     return found
 
 
-def save(conn: Connection, snap: Snapshot, sync: dict | None, skip_unchanged: bool = False) -> Written:
+def save(db: Db, snap: Snapshot, sync: dict | None, skip_unchanged: bool = False) -> Written:
     """Write a whole snapshot held in memory; its entries are renumbered by entity on the way."""
     entity_of: dict[int, int] = {}
 
     def build(latest: Latest) -> Update:
+        latest.load_all()
         entity_of.update({e.idx: latest.entity(identity_key(e.uuid, e.dn)) for e in snap.entries})
         if len(set(entity_of.values())) != len(entity_of):
             raise StoreError("a snapshot holds two entries with the same identity (entryUUID / objectGUID or DN)")
@@ -252,7 +336,7 @@ def save(conn: Connection, snap: Snapshot, sync: dict | None, skip_unchanged: bo
         head = Head(snap.taken_at, snap.source, snap.flavour, dict(snap.bases), sync)
         return Update(head, rows, complete=True)
 
-    written = write(conn, build, skip_unchanged)
+    written = write(db, build, skip_unchanged)
     if written.snapshot_id is not None:
         _renumber(snap, entity_of)
         snap.id = written.snapshot_id

@@ -10,36 +10,17 @@ packed array of those numbers.
 from __future__ import annotations
 
 import json
-import sys
-from array import array
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import Text, and_, cast, delete, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
-from ..errors import StoreError
 from ..model import GROUP_KINDS, Entry
+from .packing import unpack
 from .schema import entry_versions, snapshots
 
 V = entry_versions.c
-
-
-def pack(indexes: Iterable[int]) -> bytes:
-    packed = array("i", indexes)
-    if sys.byteorder == "big":
-        packed.byteswap()  # stored little-endian so a store can move between machines
-    return packed.tobytes()
-
-
-def unpack(blob: bytes | None) -> tuple[int, ...]:
-    packed = array("i")
-    packed.frombytes(blob or b"")
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return tuple(packed)
 
 
 def valid_at(snapshot_id: int, latest: bool = False):
@@ -54,59 +35,6 @@ def latest_id(conn: Connection) -> int | None:
 
 
 # -- writing ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Written:
-    """What saving a snapshot changed in the store."""
-
-    snapshot_id: int | None
-    added: int
-    changed: int
-    removed: int
-
-    @property
-    def nothing(self) -> bool:
-        return not (self.added or self.changed or self.removed)
-
-
-def _lock(conn: Connection) -> None:
-    """One snapshot writer at a time: each compares against the versions the previous one left."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("LOCK TABLE entry_versions IN EXCLUSIVE MODE")
-    else:  # SQLite: the first write takes the database lock, and later reads see the newest state
-        conn.exec_driver_sql("UPDATE entry_versions SET until = until WHERE 0")
-
-
-def bulk_insert(conn: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert many rows at driver speed: COPY on PostgreSQL, executemany on SQLite.
-
-    Values must already be in the driver's form (JSON as text, bytes for binary).
-    """
-    if not rows:
-        return
-    raw = conn.connection.driver_connection
-    names = ", ".join(columns)
-    if conn.dialect.name == "postgresql":
-        import psycopg
-
-        try:
-            with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.Error as exc:
-            raise StoreError(f"writing {table.name}: {_first_line(exc)}") from None
-    else:
-        marks = ", ".join("?" for _ in columns)
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-# -- reading ------------------------------------------------------------------------------------
 
 
 def _raw(conn: Connection, query) -> list[tuple]:

@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..driver import HEAD  # the newest revision in versions/; a test checks it against Alembic's own view
+
 HERE = Path(__file__).parent
-HEAD = "0008_roles_rules"  # the newest revision in versions/; a test checks it against Alembic's own view
 
 
 def config(connection: Connection | None = None):
