@@ -144,12 +144,10 @@ def _postgres(url: str) -> Db | None:
     except ImportError:
         return None
     parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
-    if parts.query and any(not p.startswith(("host=", "sslmode=")) for p in parts.query.split("&")):
-        return None
     options = {"dbname": unquote(parts.path.lstrip("/")) or None, "user": unquote(parts.username or "") or None}
     options["password"] = unquote(parts.password) if parts.password else os.environ.get("PGPASSWORD")
     options["host"], options["port"] = parts.hostname, parts.port
-    for pair in parts.query.split("&") if parts.query else []:
+    for pair in parts.query.split("&") if parts.query else []:  # libpq parameters; psycopg refuses others
         key, _, value = pair.partition("=")
         options[key] = unquote(value)
     try:

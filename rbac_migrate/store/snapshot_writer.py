@@ -269,6 +269,8 @@ def _insert(db: Db, snapshot_id: int, rows: list[tuple], empty: bool) -> None:
     for _name, definition in indexes:
         db.run(definition)
     if empty:  # statistics once a large snapshot lands; later ones have the same shape
+        if not db.postgres:
+            db.run("PRAGMA analysis_limit=1000")  # sampled: enough for the planner, not a scan of every index
         db.run("ANALYZE entry_versions")
 
 

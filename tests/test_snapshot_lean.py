@@ -1,0 +1,80 @@
+"""``snapshot take`` on a store that is up to date: libldap and the database driver alone.
+
+A refresh must start in a fraction of a second, so on an existing store it neither imports
+SQLAlchemy and ldap3 nor reads the whole latest snapshot. These tests check that it really runs
+that way, on SQLite and PostgreSQL, and that what it writes is what the full stack writes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ldap3
+import pytest
+
+from rbac_migrate.store import open_store
+from rbac_migrate.store.driver import HEAD, masked, open_driver
+from tests.test_snapshot_sync import Changer, _check_rounds
+
+# Runs the command line in a fresh interpreter, then names the heavy libraries it loaded.
+PROBE = """
+import sys
+from rbac_migrate.cli import main
+code = main(["snapshot", "take"])
+print(sorted(m for m in ("sqlalchemy", "ldap3", "alembic", "pyasn1", "ldap") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def _probe(org) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")}
+    env.update(org.env)
+    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _admin(org) -> ldap3.Connection:
+    return ldap3.Connection(org.slapd.url, org.slapd.admin_dn, org.slapd.admin_password, auto_bind=True)
+
+
+def test_an_incremental_snapshot_loads_neither_sqlalchemy_nor_ldap3(org_on_store):
+    assert org_on_store.run("snapshot", "take").code == 0  # creates the store, through SQLAlchemy
+    Changer(_admin(org_on_store), org_on_store, "openldap", seed=3).round(4)
+    proc = _probe(org_on_store)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[]", proc.stdout
+    assert "incremental (RFC 4533 content sync)" in proc.stderr, proc.stderr
+    latest = open_store(org_on_store.store_url).snapshot_info()
+    assert proc.stdout.splitlines()[0] == str(latest.id)
+    assert f"snapshot {latest.id}: {latest.users} users, {latest.grants} grant groups" in proc.stderr
+
+
+def test_driver_written_snapshots_equal_full_reads_on_every_store(org_on_store):
+    """Incremental snapshots written through the driver against full reads written through SQLAlchemy."""
+    _check_rounds(
+        org_on_store, Changer(_admin(org_on_store), org_on_store, "openldap", seed=5), "RFC 4533 content sync"
+    )
+
+
+def test_a_new_or_older_store_is_left_to_sqlalchemy_which_creates_or_upgrades_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    assert open_driver(url) is None  # no file yet
+    store = open_store(url)
+    db = open_driver(url)
+    assert db is not None and db.scalar("SELECT version_num FROM alembic_version") == HEAD
+    db.raw.close()
+    with store.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0007_versioned_snapshots'")
+    assert open_driver(url) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://app:s3cret@db.example.org/rbac", "postgresql+psycopg://app:***@db.example.org/rbac"),
+        ("sqlite:////var/lib/rbac/state.db", "sqlite:////var/lib/rbac/state.db"),
+    ],
+)
+def test_store_urls_are_shown_without_their_password(url, shown):
+    assert masked(url) == shown
