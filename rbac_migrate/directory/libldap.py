@@ -130,22 +130,39 @@ class Libldap:
             raise DirectoryError(f"search under {where} on {self.target} failed: {_describe(exc)}") from None
         return [(dn, raw) for dn, raw in data if dn is not None]
 
-    def sync(self, base: str, search_filter: str, attributes: Iterable[str], cookie: str | None) -> SyncResult | None:
-        """An RFC 4533 refreshOnly search from ``cookie``; None when the server wants a full reload."""
-        result = SyncResult(cookie)
-        control = [(contentsync.REQUEST, True, contentsync.request_value(cookie))]
+    def sync(self, requests: list[tuple[str, str, Iterable[str], str | None]]) -> list[SyncResult] | None:
+        """RFC 4533 refreshOnly searches, (base, filter, attributes, cookie) each; None when the
+        server wants a full reload. All are sent before any answer is read, so the server works on
+        them together."""
+        results, sent = [], []
         try:
-            request = (base, SCOPES["subtree"], search_filter, list(attributes), 0, control, None, -1, 0)
-            msgid = self.conn.search_ext(*request)
-            while self._sync_step(msgid, result):
-                pass
+            for base, search_filter, attributes, cookie in requests:
+                control = [(contentsync.REQUEST, True, contentsync.request_value(cookie))]
+                request = (base, SCOPES["subtree"], search_filter, list(attributes), 0, control, None, -1, 0)
+                sent.append((base, self._call(base, self.conn.search_ext, *request)))
+                results.append(SyncResult(cookie))
+            while sent:
+                base, msgid = sent[0]
+                while self._sync_step(msgid, results[len(results) - len(sent)]):
+                    pass
+                sent.pop(0)
         except _ldap.LDAPError as exc:
             if _code(exc) == SYNC_REFRESH_REQUIRED:
+                self._abandon(sent[1:])
                 return None
+            self._abandon(sent[1:])
             raise DirectoryError(f"content sync under {base} on {self.target} failed: {_describe(exc)}") from None
         except contentsync.MalformedMessage as exc:
+            self._abandon(sent[1:])
             raise DirectoryError(f"content sync under {base} on {self.target}: {exc}") from None
-        return result
+        return results
+
+    def _abandon(self, sent: list[tuple[str, int]]) -> None:
+        for _base, msgid in sent:
+            try:
+                self.conn.abandon_ext(msgid, None, None)
+            except _ldap.LDAPError:
+                pass
 
     def _sync_step(self, msgid: int, result: SyncResult) -> bool:
         """Take in the next messages of a refresh; False once the search is done.

@@ -75,13 +75,11 @@ def start(directory: Directory, method: str, searches: Sequence[Search]) -> dict
         from . import adsync  # Active Directory's reads load ldap3 (DirSync) only when they run
 
         return adsync.start(directory, searches)
-    reader = directory.sync_reader()
-    cookies = {}
+    results = directory.sync_reader().sync([(search.base, NOTHING, ["1.1"], None) for search in searches]) or []
+    cookies = {search.name: result.cookie for search, result in zip(searches, results, strict=False)}
     for search in searches:
-        result = reader.sync(search.base, NOTHING, ["1.1"], None)
-        if result is None or not result.cookie:
+        if not cookies.get(search.name):
             raise DirectoryError(f"content sync under {search.base} returned no cookie")
-        cookies[search.name] = result.cookie
     return {"method": RFC4533, "cookies": cookies}
 
 
@@ -97,12 +95,12 @@ def read_changes(directory: Directory, state: dict, searches: Sequence[Search]) 
 
 
 def _content_sync(directory: Directory, cookies: dict[str, str], searches: Sequence[Search]) -> Changes | None:
-    reader = directory.sync_reader()
+    requests = [(search.base, search.filter, search.attributes, cookies[search.name]) for search in searches]
+    results = directory.sync_reader().sync(requests)
+    if results is None:
+        return None
     changes = Changes(RFC4533, state={"method": RFC4533, "cookies": {}})
-    for search in searches:
-        result = reader.sync(search.base, search.filter, search.attributes, cookies[search.name])
-        if result is None:
-            return None
+    for search, result in zip(searches, results, strict=True):
         changes.entries[search.name] = result.entries
         changes.deleted[search.name] = result.deleted
         changes.present[search.name] = result.present if result.complete else None
