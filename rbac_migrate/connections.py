@@ -28,12 +28,19 @@ def store_for(settings: Settings) -> Store:
 
 
 def snapshot_store_for(settings: Settings) -> Store | DriverStore:
-    """The store for writing a snapshot: through its driver alone when it is already up to date,
-    so ``snapshot take`` need not import SQLAlchemy; otherwise the store every command opens."""
+    """The store for writing a snapshot: through its driver alone, so ``snapshot take`` need not
+    import SQLAlchemy once the store exists and is up to date (a new or older store is first
+    created or upgraded as every command does); the SQLAlchemy store where the driver cannot serve."""
     from .store.driver import DriverStore, open_driver
 
     db = open_driver(settings.store)
-    return DriverStore(db, settings.store) if db is not None else store_for(settings)
+    if db is None:
+        store = store_for(settings)
+        db = open_driver(settings.store)
+        if db is None:
+            return store
+        store.engine.dispose()  # its pooled connection would keep the file from a first snapshot's journal
+    return DriverStore(db, settings.store)
 
 
 def directory_for(settings: Settings, prompt: Prompt | None = None) -> Directory:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import dn as dnutil
 from .config import Settings
+from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
 from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Snapshot
 from .store.packing import Written, pack, unpack
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+EARLY_CHUNK = 10000  # users handed to a first snapshot's writer thread at a time
 LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values
 KINDS = (USER, GRANT, ROLE, DANGLING, EXTERNAL)
 Progress = Callable[[str, int], None]
@@ -77,6 +79,7 @@ class _Reader:
         self.peers = [(name, name.lower()) for name in settings.peer_attributes]
         self.member_key = settings.member_attribute.lower()
         self.keys_cache: dict = {}
+        self.plans: dict[tuple, list] = {}
         self.attrs_json: dict[tuple, str | None] = {}  # peers share one JSON text
         user_filter = as_filter(settings.user_filter, "user_filter")
         disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
@@ -112,16 +115,37 @@ class _Reader:
     def uuid_of(self, raw: dict[str, list[bytes]]) -> str | None:
         return self.directory.first_values(raw, self.keys_cache).get(self.uuid_key)
 
+    def _user_values(self, raw: dict[str, list[bytes]]) -> list[str | None]:
+        """(identity, name, *peer attributes) of a user entry, as text; None where absent.
+
+        Entries of one search come with the same attribute names, so where each value sits is
+        worked out once per set of names: this runs for every one of 100,000 users.
+        """
+        names = tuple(raw)
+        plan = self.plans.get(names)
+        if plan is None:
+            last = {self.directory.attribute_key(name): name for name in names}  # as first_values: last wins
+            keys = (self.uuid_key, self.id_key, *(key for _label, key in self.peers))
+            plan = self.plans[names] = [(last.get(key), key, key in BINARY_ATTRIBUTES) for key in keys]
+        decode = self.directory.decode_value
+        return [
+            None
+            if name is None or not raw[name]
+            else decode(key, raw[name][0])
+            if binary
+            else raw[name][0].decode("utf-8", "replace")
+            for name, key, binary in plan
+        ]
+
     def user(self, dn: str, raw: dict[str, list[bytes]]) -> None:
-        values = self.directory.first_values(raw, self.keys_cache)
-        peer_values = tuple(values.get(key) for _label, key in self.peers)
+        uuid, ident, *peers = self._user_values(raw)
+        peer_values = tuple(peers)
         attrs = self.attrs_json.get(peer_values, False)
         if attrs is False:
             pairs = {label: v for (label, _key), v in zip(self.peers, peer_values, strict=True) if v is not None}
             attrs = self.attrs_json[peer_values] = attrs_text(pairs, {})
         norm = dnutil.normalize(dn)
-        name = values.get(self.id_key) or dnutil.first_value(dn)
-        row = self.add(USER, dn, norm, name, values.get(self.uuid_key), norm not in self.disabled, attrs)
+        row = self.add(USER, dn, norm, ident or dnutil.first_value(dn), uuid, norm not in self.disabled, attrs)
         if row is not None:
             self.rows.append(row)
 
@@ -145,13 +169,13 @@ class _Reader:
         lookup = self.by_raw.get
         out = []
         for row, values in self.groups:
-            resolved = list(map(lookup, values))
-            if None in resolved:
-                resolved = [
-                    idx if idx is not None else self._resolve_one(value)
-                    for idx, value in zip(resolved, values, strict=True)
-                ]
-            out.append((*row[:MEMBERS], pack(resolved)))
+            try:  # every value a known DN byte for byte: the common case, a million times over
+                packed = pack(map(lookup, values))
+            except TypeError:  # a value to resolve by its normalised DN, or to add as a new entry
+                found = [lookup(value) for value in values]
+                pairs = zip(found, values, strict=True)
+                packed = pack(idx if idx is not None else self._resolve_one(value) for idx, value in pairs)
+            out.append((*row[:MEMBERS], packed))
         return out
 
     def _resolve_one(self, value: bytes) -> int:
@@ -175,13 +199,20 @@ def take(directory, settings: Settings, latest: Latest, head: Head, report: Prog
     latest.load_all()
     reader = _Reader(directory, settings, latest)
     users, *groups = searches(settings)
-    count = 0
+    early = latest.write_early(head)  # a first snapshot: users are inserted while the rest is read
+    count = handed = 0
     for dn, raw in directory.search_raw(users.base, users.filter, users.attributes):
         reader.user(dn, raw)
         count += 1
-        if count % 10000 == 0:
+        if count % EARLY_CHUNK == 0:
             report("users", count)
+            if early is not None:
+                early.add(reader.rows[handed:])
+                handed = len(reader.rows)
     report("users", count)
+    if early is not None:
+        early.add(reader.rows[handed:])
+        early.done()
     for search in groups:
         before = len(reader.groups)
         for dn, raw in directory.search_raw(search.base, search.filter, search.attributes):

@@ -27,6 +27,7 @@ class Db:
         self.dialect = dialect
         self.postgres = dialect == "postgresql"
         self.error = error  # the driver's base error class
+        self.threads = False  # may a second thread use the connection while the first waits?
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -65,18 +66,22 @@ class Db:
             chunk = ordered[start : start + CHUNK]
             self.run(sql.format(marks=", ".join("?" * len(chunk))), [*params, *chunk])
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """Insert many rows: COPY on PostgreSQL, executemany on SQLite. Values in the driver's form."""
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], constants: dict | None = None) -> None:
+        """Insert many rows: COPY on PostgreSQL, executemany on SQLite. Values in the driver's form;
+        ``constants`` (integers) are the same in every row, so no row is built again to hold them."""
         if not rows:
             return
-        names = ", ".join(columns)
+        constants = constants or {}
         if self.postgres:
+            fixed = tuple(constants.values())
+            names = ", ".join([*constants, *columns])
             with self.raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row(fixed + row)
             return
-        marks = ", ".join("?" * len(columns))
-        self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        names = ", ".join([*constants, *columns])
+        values = ", ".join([*(str(int(value)) for value in constants.values()), *("?" * len(columns))])
+        self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({values})", rows)
 
     def index_definitions(self, table: str) -> list[tuple[str, str]]:
         """(name, CREATE INDEX statement) of a table's secondary indexes, as the database holds them."""
@@ -117,7 +122,8 @@ def open_driver(url: str) -> Db | None:
         import sqlite3
 
         try:
-            raw = sqlite3.connect(path, isolation_level=None)  # transactions begun and ended explicitly
+            # Transactions begun and ended explicitly; a snapshot's writer thread takes turns with the reader.
+            raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             sqlite_pragmas(raw)
         except sqlite3.Error:
             return None
@@ -135,6 +141,7 @@ def open_driver(url: str) -> Db | None:
     if current != HEAD:
         db.raw.close()
         return None
+    db.threads = True
     return db
 
 
@@ -203,19 +210,38 @@ class DriverStore:
 
         if preview:
             raise ValueError("a preview needs the SQLAlchemy store")
-        raw = self.db.raw
+        raw, sqlite = self.db.raw, not self.db.postgres
+        # A first snapshot only adds pages, which a rollback journal need not copy as the WAL would;
+        # another connection to the file keeps it in WAL (the switch then does nothing).
+        journal = sqlite and self.db.scalar("SELECT max(id) FROM snapshots") is None and self._journal()
         try:
-            if not self.db.postgres:  # the write lock first: a snapshot writer compares against the last one
+            if sqlite:  # the write lock first: a snapshot writer compares against the last one
                 raw.execute("BEGIN IMMEDIATE")
             try:
                 written = snapshot_writer.write(self.db, build, skip_unchanged)
             except BaseException:
-                raw.rollback() if self.db.postgres else raw.execute("ROLLBACK")
+                raw.execute("ROLLBACK") if sqlite else raw.rollback()
                 raise
-            raw.commit() if self.db.postgres else raw.execute("COMMIT")
+            raw.execute("COMMIT") if sqlite else raw.commit()
         except self.db.error as exc:
             raise store_error(exc, f"store {self.display_url}") from None
+        finally:
+            if journal:
+                self._back_to_wal()
         return written, None
+
+    def _journal(self) -> bool:
+        """Write with a rollback journal; False where another connection keeps the file in WAL."""
+        try:
+            return self.db.scalar("PRAGMA journal_mode=DELETE") == "delete"
+        except self.db.error:
+            return False
+
+    def _back_to_wal(self) -> None:
+        try:
+            self.db.raw.execute("PRAGMA journal_mode=WAL")
+        except self.db.error:  # busy: the next connection to open the store switches it back
+            pass
 
     def close(self) -> None:
         self.db.raw.close()

@@ -95,6 +95,7 @@ class Latest:
         self.entries: dict[int, Current] = {}  # the current entries looked at so far
         self.absent: set[str] = set()  # identities looked up and not found
         self.complete = False
+        self.early: _Early | None = None
 
     @property
     def empty(self) -> bool:
@@ -109,6 +110,15 @@ class Latest:
                 self.by_identity[row[1]] = row[0]
             found.append(cur)
         return found
+
+    def write_early(self, head: Head) -> _Early | None:
+        """Into an empty store, a writer that inserts the snapshot's first rows, handed to it in
+        chunks, on a thread while the reader goes on reading; None where that cannot be done.
+        Until ``write`` takes over, the reader must not ask this object anything that reads the store."""
+        if not (self.empty and self.db.threads and self.early is None):
+            return None
+        self.early = _Early(self.db, head)
+        return self.early
 
     def load_all(self) -> None:
         """Every current entry, for a full read."""
@@ -222,8 +232,22 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
     """Lock, let ``build`` make the rows against the latest snapshot, and write what differs."""
     _lock(db)
     latest = Latest(db)
-    found = build(latest)
+    try:
+        found = build(latest)
+    except BaseException:
+        if latest.early is not None:
+            latest.early.join(quiet=True)  # the connection free again before the caller rolls back
+        raise
+    early = latest.early
+    if early is not None:
+        early.join()  # the connection is the reader's again; raises what the thread met
     rows, closed = found.rows, set(found.closed)
+    if early is not None and early.snapshot_id is not None:  # a first snapshot, its leading rows already in
+        snapshot_id, rest = early.snapshot_id, rows[early.count :]
+        _insert(db, snapshot_id, rest, empty=False)
+        _analyze(db)
+        _count(db, snapshot_id, None, rows)
+        return Written(snapshot_id, len(rows), 0, 0)
     seen = {row[ENTITY] for row in rows}
     if found.complete:
         latest.load_all()
@@ -240,8 +264,70 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
     ended = sorted({*changed, *closed})
     db.run_in("UPDATE entry_versions SET until = ? WHERE until IS NULL AND entity IN ({marks})", ended, (snapshot_id,))
     _insert(db, snapshot_id, rows, empty=latest.empty)
+    if latest.empty:
+        _analyze(db)
     _count(db, snapshot_id, latest.snapshot_id if not found.complete else None, rows)
     return Written(snapshot_id, len(rows) - len(changed), len(changed), len(closed))
+
+
+class _Early:
+    """The first rows of a first snapshot, inserted on a thread while the reader reads the rest.
+
+    The database works without Python's lock (SQLite's steps and index builds; PostgreSQL in its
+    own process), so inserting 100,000 users and indexing them overlaps with reading the directory.
+    The reader hands over chunks of rows with ``add`` and says ``done`` after the last one; the
+    indexes are built then, while the reader goes on with the groups.
+    """
+
+    def __init__(self, db: Db, head: Head) -> None:
+        import queue
+        import threading
+
+        self.db, self.head = db, head
+        self.chunks: queue.SimpleQueue = queue.SimpleQueue()
+        self.count = 0
+        self.snapshot_id: int | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
+        self.thread.start()
+
+    def add(self, rows: list[tuple]) -> None:
+        if rows:
+            self.count += len(rows)
+            self.chunks.put(rows)
+
+    def done(self) -> None:
+        self.chunks.put(None)
+
+    def _run(self) -> None:
+        failed = False
+        while True:
+            rows = self.chunks.get()
+            if rows is None:
+                break
+            if failed:
+                continue  # drain what the reader still hands over
+            try:
+                if self.snapshot_id is None:
+                    self.snapshot_id = _insert_head(self.db, self.head)
+                    self.indexes = _drop_indexes(self.db)
+                self.db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": self.snapshot_id})
+            except BaseException as exc:  # handed to the reader's thread by join()
+                self.error, failed = exc, True
+        try:
+            if not failed and self.snapshot_id is not None:
+                for _name, definition in self.indexes:
+                    self.db.run(definition)
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, quiet: bool = False) -> None:
+        """Wait for the thread (telling it the rows are done, if the reader did not); raise what it
+        met, unless ``quiet`` (the reader is already failing for its own reason)."""
+        self.done()
+        self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
 
 
 def _insert_head(db: Db, head: Head) -> int:
@@ -262,16 +348,25 @@ def _insert_head(db: Db, head: Head) -> int:
 
 def _insert(db: Db, snapshot_id: int, rows: list[tuple], empty: bool) -> None:
     """Insert the new versions; into an empty table, build the indexes once afterwards (twice as fast)."""
-    indexes = db.index_definitions("entry_versions") if empty else []
-    for name, _definition in indexes:
-        db.run(f"DROP INDEX {name}")
-    db.insert("entry_versions", ("since", *ROW_COLUMNS), [(snapshot_id, *row) for row in rows])
+    indexes = _drop_indexes(db) if empty else []
+    db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": snapshot_id})
     for _name, definition in indexes:
         db.run(definition)
-    if empty:  # statistics once a large snapshot lands; later ones have the same shape
-        if not db.postgres:
-            db.run("PRAGMA analysis_limit=1000")  # sampled: enough for the planner, not a scan of every index
-        db.run("ANALYZE entry_versions")
+
+
+def _drop_indexes(db: Db) -> list[tuple[str, str]]:
+    """Drop the secondary indexes of the versions; their definitions, to build them again."""
+    indexes = db.index_definitions("entry_versions")
+    for name, _definition in indexes:
+        db.run(f"DROP INDEX {name}")
+    return indexes
+
+
+def _analyze(db: Db) -> None:
+    """Statistics once a large first snapshot lands; later ones have the same shape."""
+    if not db.postgres:
+        db.run("PRAGMA analysis_limit=1000")  # sampled: enough for the planner, not a scan of every index
+    db.run("ANALYZE entry_versions")
 
 
 def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) -> None:
