@@ -154,14 +154,10 @@ class _Reader:
         name = values.get("cn") or dnutil.first_value(dn)
         row = self.add(kind, dn, dnutil.normalize(dn), name, values.get(self.uuid_key), True, None)
         if row is not None:
-            # The empty DN is the placeholder that keeps a holderless groupOfNames valid: no member.
-            members = [
-                value
-                for name, member_values in raw.items()
-                if self.directory.attribute_key(name) == self.member_key
-                for value in member_values
-                if value.strip()
-            ]
+            members: list[bytes] = []
+            for name, member_values in raw.items():
+                if self.directory.attribute_key(name) == self.member_key:
+                    members += _members(member_values)
             self.groups.append((row, members))
 
     def resolved_groups(self) -> list[tuple]:
@@ -192,6 +188,16 @@ class _Reader:
             found = row[ENTITY]
         self.by_raw[value] = found
         return found
+
+
+def _members(values: list[bytes]) -> list[bytes]:
+    """Member values without the empty DN, the placeholder that keeps a holderless groupOfNames
+    valid (nor any value of only spaces). A DN starts with an attribute name, so when even the
+    smallest value starts above the space character none is left out, and a million values need
+    no look each."""
+    if not values or min(values)[:1] > b" ":
+        return values
+    return [value for value in values if value.strip()]
 
 
 def take(directory, settings: Settings, latest: Latest, head: Head, report: Progress) -> Update:
