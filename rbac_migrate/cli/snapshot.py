@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
-from .. import changes, connections
+from .. import connections
 from .. import snapshot as snapshots
 from ..model import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from . import pass_app
@@ -147,6 +147,8 @@ def diff(app, a, b, fmt) -> None:
     """
     store = connections.store_for(app.settings)
     old, new = store.load_snapshot(a), store.load_snapshot(b)
+    from .. import changes
+
     found = changes.diff(old, new)
     note(f"{len(found)} changes from snapshot {old.id} to {new.id}")
     emit([vars(c) for c in found], fmt, ["change", "subject", "group", "detail"])

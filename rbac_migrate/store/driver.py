@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import StoreError
 
 CHUNK = 500  # values per IN (...) list
-HEAD = "0008_roles_rules"  # the schema revision this code writes; store.migrations checks it against Alembic
+HEAD = "0009_current_names"  # the schema revision this code writes; store.migrations checks it against Alembic
 
 
 class Db:

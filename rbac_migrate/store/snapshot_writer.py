@@ -196,7 +196,8 @@ class Latest:
     def names(self, skip: set[int]) -> dict[bytes, int]:
         """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
         utf8 = "convert_to(dn, 'UTF8')" if self.db.postgres else "CAST(dn AS BLOB)"
-        found = dict(self.db.rows(f"SELECT {utf8}, entity {CURRENT}"))
+        index = "" if self.db.postgres else " INDEXED BY ix_entry_versions_current_names"  # covers the query
+        found = dict(self.db.rows(f"SELECT {utf8}, entity FROM entry_versions{index} WHERE until IS NULL"))
         if skip:
             for dn, entity in self.db.rows_in(f"SELECT {utf8}, entity {CURRENT} AND entity IN ({{marks}})", skip):
                 if found.get(bytes(dn)) == entity:
@@ -266,7 +267,10 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
     _insert(db, snapshot_id, rows, empty=latest.empty)
     if latest.empty:
         _analyze(db)
-    _count(db, snapshot_id, latest.snapshot_id if not found.complete else None, rows)
+    if found.complete:
+        _count(db, snapshot_id, None, found.rows)
+    else:
+        _count(db, snapshot_id, latest.snapshot_id, rows)
     return Written(snapshot_id, len(rows) - len(changed), len(changed), len(closed))
 
 
@@ -370,15 +374,11 @@ def _analyze(db: Db) -> None:
 
 
 def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) -> None:
-    """The snapshot's counts: from the previous ones and the versions that changed, or counted afresh."""
+    """The snapshot's counts: of ``rows`` when they are the whole snapshot (``previous`` None);
+    otherwise the previous snapshot's, less the versions it ended, plus the ``rows`` it added."""
     totals = {USER: 0, GRANT: 0, ROLE: 0}
     memberships = 0
-    if previous is None:
-        query = f"SELECT kind, count(*), sum(length(members)) {CURRENT} GROUP BY kind"
-        for kind, number, size in db.rows(query):
-            totals[kind] = totals.get(kind, 0) + number
-            memberships += (size or 0) // 4
-    else:
+    if previous is not None:
         users, grants, roles, memberships = db.rows(
             "SELECT users, grants, roles, memberships FROM snapshots WHERE id = ?", (previous,)
         )[0]
@@ -387,9 +387,10 @@ def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) ->
         for kind, number, size in db.rows(ended, (snapshot_id,)):
             totals[kind] = totals.get(kind, 0) - number
             memberships -= (size or 0) // 4
-        for row in rows:
-            totals[row[KIND]] = totals.get(row[KIND], 0) + 1
-            memberships += len(row[MEMBERS] or b"") // 4
+    for row in rows:
+        totals[row[KIND]] = totals.get(row[KIND], 0) + 1
+        if row[MEMBERS] is not None:
+            memberships += len(row[MEMBERS]) // 4
     db.run(
         "UPDATE snapshots SET users = ?, grants = ?, roles = ?, memberships = ? WHERE id = ?",
         (totals[USER], totals[GRANT], totals[ROLE], memberships, snapshot_id),
