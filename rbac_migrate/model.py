@@ -7,23 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .dn import normalize
+from .kinds import DANGLING, EXTERNAL, GRANT, GROUP_KINDS, KINDS, ROLE, USER, SnapshotInfo, identity_key
 
-USER = "user"
-GRANT = "grant"
-ROLE = "role"
-EXTERNAL = "external"  # exists in the directory, outside the managed users and groups
-DANGLING = "dangling"  # a member value that points at no entry
-GROUP_KINDS = (GRANT, ROLE)
-KINDS = (USER, GRANT, ROLE, EXTERNAL, DANGLING)
-
-
-def identity_key(uuid: str | None, dn: str) -> str:
-    """Who an entry is across snapshots and batches: its entryUUID / objectGUID, else its DN.
-
-    Identity, not DN: an account re-created under an old DN is a different person.
-    """
-    return uuid or f"dn:{normalize(dn)}"
+__all__ = ["DANGLING", "EXTERNAL", "GRANT", "GROUP_KINDS", "KINDS", "ROLE", "USER", "SnapshotInfo", "identity_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +27,6 @@ class Entry:
     @property
     def is_group(self) -> bool:
         return self.kind in GROUP_KINDS
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotInfo:
-    """What a snapshot listing shows."""
-
-    id: int
-    taken_at: datetime
-    source: str
-    users: int
-    grants: int
-    roles: int
-    memberships: int
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -20,13 +20,14 @@ from . import dn as dnutil
 from .config import Settings
 from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
-from .model import DANGLING, EXTERNAL, GRANT, ROLE, USER, Snapshot
+from .kinds import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from .store.packing import Written, pack, unpack
 from .store.snapshot_writer import DN_NORM, ENABLED, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
 
 if TYPE_CHECKING:
     from .changes import Change
     from .directory.sync import Changes, Search
+    from .model import Snapshot
     from .store import Store
 
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
@@ -72,7 +73,7 @@ def searches(settings: Settings) -> list[Search]:
 class _Reader:
     """Turns raw search results into store rows, numbered by entity, with member values resolved."""
 
-    def __init__(self, directory, settings: Settings, latest: Latest) -> None:
+    def __init__(self, directory, settings: Settings, latest: Latest, disabled: Iterable[tuple]) -> None:
         self.directory, self.latest = directory, latest
         self.uuid_key = identity_attribute(settings).lower()
         self.id_key = settings.id_attribute.lower()
@@ -81,12 +82,7 @@ class _Reader:
         self.keys_cache: dict = {}
         self.plans: dict[tuple, list] = {}
         self.attrs_json: dict[tuple, str | None] = {}  # peers share one JSON text
-        user_filter = as_filter(settings.user_filter, "user_filter")
-        disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
-        self.disabled = {
-            dnutil.normalize(dn)
-            for dn, _ in directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
-        }
+        self.disabled = {dnutil.normalize(dn) for dn, _ in disabled}
         self.rows: list[tuple] = []  # users, and entries member values point at
         self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
@@ -200,14 +196,24 @@ def _members(values: list[bytes]) -> list[bytes]:
     return [value for value in values if value.strip()]
 
 
+def disabled_accounts(directory, settings: Settings) -> Iterator[tuple[str, dict]]:
+    """The search for disabled users, sent at once where the connection can (libldap), so the
+    server answers it while other searches go on."""
+    user_filter = as_filter(settings.user_filter, "user_filter")
+    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
+    return directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
+
+
 def take(directory, settings: Settings, latest: Latest, head: Head, report: Progress) -> Update:
     """Read users, grant groups and role groups; resolve every member value: every row of the snapshot."""
     latest.load_all()
-    reader = _Reader(directory, settings, latest)
     users, *groups = searches(settings)
+    disabled = disabled_accounts(directory, settings)
+    found = directory.search_raw(users.base, users.filter, users.attributes)
+    reader = _Reader(directory, settings, latest, disabled)
     early = latest.write_early(head)  # a first snapshot: users are inserted while the rest is read
     count = handed = 0
-    for dn, raw in directory.search_raw(users.base, users.filter, users.attributes):
+    for dn, raw in found:
         reader.user(dn, raw)
         count += 1
         if count % EARLY_CHUNK == 0:
@@ -244,12 +250,12 @@ class _Incremental:
     members where needed), never rebuilt, so the work follows the change.
     """
 
-    def __init__(self, directory, settings: Settings, changes: Changes) -> None:
-        self.directory, self.settings, self.changes = directory, settings, changes
+    def __init__(self, directory, settings: Settings, changes: Changes, disabled: Iterable[tuple]) -> None:
+        self.directory, self.settings, self.changes, self.disabled = directory, settings, changes, disabled
         self.gone: set[int] = set()
 
     def __call__(self, latest: Latest, head: Head) -> Update:
-        reader = _Reader(self.directory, self.settings, latest)
+        reader = _Reader(self.directory, self.settings, latest, self.disabled)
         self.reader, self.latest = reader, latest
         searched = searches(self.settings)
         latest.lookup(self._identities())
@@ -334,8 +340,8 @@ class _Incremental:
         """Kept users that became disabled or enabled: the disabled filter is read in full each time."""
         disabled = self.reader.disabled
         was_disabled = self.latest.disabled_users()
-        flipped = [c.entity for c in was_disabled if c.norm not in disabled]
-        newly = disabled - {c.norm for c in was_disabled}
+        flipped = [entity for entity, norm in was_disabled.items() if norm not in disabled]
+        newly = disabled - set(was_disabled.values())
         if newly:
             flipped += [c.entity for c in self.latest.of_kinds((USER,), newly) if c.enabled]
         flipped = [e for e in flipped if e not in changed and e not in self.gone]
@@ -434,12 +440,15 @@ def update(
         incremental = None
         if state is not None:
             taken_at = datetime.now(timezone.utc)
+            disabled = disabled_accounts(directory, settings)  # answered while the changes are read
             changes = sync.read_changes(directory, state, searches(settings))
             if changes is None:
                 reason = "the server can no longer resume from the last snapshot's sync state"
+                for _answer in disabled:  # take in the answers already on their way; a full read follows
+                    pass
             else:
                 head = _head(directory, settings, taken_at, {**changes.state, "fingerprint": fingerprint})
-                build = _Incremental(directory, settings, changes)
+                build = _Incremental(directory, settings, changes, disabled)
                 written, incremental = store.write_snapshot(lambda latest: build(latest, head), skip_unchanged, full)
                 report("changed entries", changes.changed)
                 text = f"incremental ({changes.label}): {changes.changed} entries changed"

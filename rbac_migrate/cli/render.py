@@ -21,7 +21,6 @@ from typing import Any
 import click
 
 from ..errors import RbacMigrateError
-from ..files import write_private
 
 FORMATS = ("table", "json", "csv")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -139,6 +138,8 @@ def to_output(path: Path | None) -> Iterator[None]:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         yield
+    from ..files import write_private  # tempfile and shutil: only for commands that write files
+
     write_private(path, buffer.getvalue())
     note(f"wrote {path} ({path.stat().st_size:,} bytes)")
 

@@ -8,7 +8,7 @@ import click
 
 from .. import connections
 from .. import snapshot as snapshots
-from ..model import DANGLING, EXTERNAL, GRANT, ROLE, USER
+from ..kinds import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from . import pass_app
 from .render import emit, format_option, note
 

@@ -91,21 +91,27 @@ class Libldap:
     def search(
         self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
-        """Yield (dn, {attribute: [raw values]}) page by page.
+        """Yield (dn, {attribute: [raw values]}) page by page; the first page is asked for at once,
+        before the caller starts to iterate, so the server can work while the caller does.
 
         The request for the next page goes out before this page is handed over, so the server
         prepares it while the caller works through the current one.
         """
         request = (base, SCOPES[scope], search_filter, list(attributes), 0)
-        paging = lambda cookie: [(PAGED_RESULTS, True, _ldap.encode_page_control(self.page_size, cookie))]  # noqa: E731
-        msgid: int | None = self._call(base, self.conn.search_ext, *request, paging(b""), None, -1, 0)
+        msgid = self._call(base, self.conn.search_ext, *request, self._paging(b""), None, -1, 0)
+        return self._pages(base, request, msgid)
+
+    def _paging(self, cookie: bytes) -> list[tuple]:
+        return [(PAGED_RESULTS, True, _ldap.encode_page_control(self.page_size, cookie))]
+
+    def _pages(self, base: str, request: tuple, msgid: int | None) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         try:
             while msgid is not None:
                 _type, data, _msgid, controls = self._call(base, self.conn.result4, msgid, 1, self.timeout, 0, 0, 0)
                 cookie = next((_ldap.decode_page_control(v)[1] for oid, _, v in controls if oid == PAGED_RESULTS), None)
                 msgid = None
                 if cookie:
-                    msgid = self._call(base, self.conn.search_ext, *request, paging(cookie), None, -1, 0)
+                    msgid = self._call(base, self.conn.search_ext, *request, self._paging(cookie), None, -1, 0)
                 for dn, raw in data:
                     if dn is not None:  # referrals come back without a DN
                         yield dn, raw

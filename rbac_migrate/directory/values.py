@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 BINARY_ATTRIBUTES = {"objectguid", "objectsid"}
 
 
@@ -39,5 +37,7 @@ def decode(raw: dict[str, list[bytes]]) -> dict[str, list[str]]:
 
 def _binary(key: str, value: bytes) -> str:
     if key == "objectguid" and len(value) == 16:
+        import uuid  # Active Directory only: its import costs an OpenLDAP snapshot for nothing
+
         return str(uuid.UUID(bytes_le=value))
     return value.hex()

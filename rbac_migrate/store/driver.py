@@ -40,6 +40,15 @@ class Db:
         finally:
             cursor.close()
 
+    def mapping(self, sql: str, params: Sequence = ()) -> dict:
+        """{first column: second column} of the rows, built straight from the cursor."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(self._sql(sql), params)
+            return dict(cursor)
+        finally:
+            cursor.close()
+
     def scalar(self, sql: str, params: Sequence = ()):
         found = self.rows(sql, params)
         return found[0][0] if found else None
@@ -189,7 +198,7 @@ class DriverStore:
         self.display_url = masked(url)
 
     def snapshots(self) -> list:
-        from ..model import SnapshotInfo
+        from ..kinds import SnapshotInfo
 
         query = "SELECT id, taken_at, source, users, grants, roles, memberships FROM snapshots ORDER BY id"
         return [SnapshotInfo(row[0], _when(row[1]), *row[2:]) for row in self.db.rows(query)]

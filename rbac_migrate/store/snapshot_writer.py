@@ -14,12 +14,16 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from .. import dn as dnutil
 from ..errors import StoreError
-from ..model import GRANT, ROLE, USER, Snapshot, identity_key
+from ..kinds import GRANT, ROLE, USER, identity_key
 from .driver import Db
 from .packing import Written, pack, unpack
+
+if TYPE_CHECKING:
+    from ..model import Snapshot
 
 # A row as a reader builds it; the store adds the snapshot id as ``since``.
 ROW_COLUMNS = (
@@ -94,12 +98,21 @@ class Latest:
         self.by_identity: dict[str, int] = {}
         self.entries: dict[int, Current] = {}  # the current entries looked at so far
         self.absent: set[str] = set()  # identities looked up and not found
+        self.read: dict[int, tuple] = {}  # whole current rows read so far
         self.complete = False
         self.early: _Early | None = None
 
     @property
     def empty(self) -> bool:
         return self.snapshot_id is None
+
+    @property
+    def _by_kind(self) -> str:
+        """Current versions, to be narrowed by kind. SQLite's statistics cannot tell how few
+        versions are current out of many, so it is told which index narrows best."""
+        return (
+            CURRENT if self.db.postgres else "FROM entry_versions INDEXED BY ix_entry_versions_kind WHERE until IS NULL"
+        )
 
     def _take(self, rows: list[tuple]) -> list[Current]:
         found = []
@@ -150,19 +163,17 @@ class Latest:
             return [c for c in self.entries.values() if c.kind in kinds and (chosen is None or c.norm in chosen)]
         if norms is None:
             marks = ", ".join("?" * len(tuple(kinds)))
-            return self._take(self.db.rows(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND kind IN ({marks})", tuple(kinds)))
+            query = f"SELECT {CURRENT_COLUMNS} {self._by_kind} AND kind IN ({marks})"
+            return self._take(self.db.rows(query, tuple(kinds)))
         found = self._take(self.db.rows_in(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND dn_norm IN ({{marks}})", norms))
         return [c for c in found if c.kind in kinds]
 
-    def disabled_users(self) -> list[Current]:
-        """Current users the latest snapshot holds as disabled."""
-        return (
-            [c for c in self.of_kinds((USER,)) if not c.enabled]
-            if self.complete
-            else self._take(
-                self.db.rows(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND kind = ? AND enabled = ?", (USER, False))
-            )
-        )
+    def disabled_users(self) -> dict[int, str]:
+        """{entity: normalised DN} of the current users the latest snapshot holds as disabled."""
+        if self.complete:
+            return {c.entity: c.norm for c in self.entries.values() if c.kind == USER and not c.enabled}
+        query = f"SELECT entity, dn_norm {self._by_kind} AND kind = ? AND enabled = ?"
+        return dict(self.db.rows(query, (USER, False)))
 
     def entity(self, identity: str) -> int:
         """The entity number of an identity; a new one for an identity not seen before."""
@@ -176,15 +187,17 @@ class Latest:
         return found
 
     def rows(self, entities: Iterable[int]) -> dict[int, tuple]:
-        """Current rows (reader's layout) of the given entities."""
+        """Current rows (reader's layout) of the given entities; each is read once."""
         # Attributes as their JSON text, as written and compared (PostgreSQL would hand back a dict).
         columns = ", ".join("CAST(attrs AS TEXT)" if name == "attrs" else name for name in ROW_COLUMNS)
         wanted = set(entities)
-        if len(wanted) > max(len(self.entries), 1) // 2 and self.complete:  # most of it: one scan
-            found = [row for row in self.db.rows(f"SELECT {columns} {CURRENT}") if row[0] in wanted]
+        missing = wanted - self.read.keys()
+        if len(missing) > max(len(self.entries), 1) // 2 and self.complete:  # most of it: one scan
+            found = [row for row in self.db.rows(f"SELECT {columns} {CURRENT}") if row[0] in missing]
         else:
-            found = self.db.rows_in(f"SELECT {columns} {CURRENT} AND entity IN ({{marks}})", wanted)
-        return {row[0]: _driver_row(row) for row in found}
+            found = self.db.rows_in(f"SELECT {columns} {CURRENT} AND entity IN ({{marks}})", missing)
+        self.read.update((row[0], _driver_row(row)) for row in found)
+        return {e: self.read[e] for e in wanted if e in self.read}
 
     def members(self) -> dict[int, array]:
         """Every current group's members, as packed arrays."""
@@ -197,7 +210,7 @@ class Latest:
         """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
         utf8 = "convert_to(dn, 'UTF8')" if self.db.postgres else "CAST(dn AS BLOB)"
         index = "" if self.db.postgres else " INDEXED BY ix_entry_versions_current_names"  # covers the query
-        found = dict(self.db.rows(f"SELECT {utf8}, entity FROM entry_versions{index} WHERE until IS NULL"))
+        found = self.db.mapping(f"SELECT {utf8}, entity FROM entry_versions{index} WHERE until IS NULL")
         if skip:
             for dn, entity in self.db.rows_in(f"SELECT {utf8}, entity {CURRENT} AND entity IN ({{marks}})", skip):
                 if found.get(bytes(dn)) == entity:
@@ -255,8 +268,8 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
         closed |= latest.entries.keys() - seen
     closed &= latest.entries.keys()
     existing = latest.current(seen & latest.entries.keys()) if not latest.empty else {}
+    current = latest.rows(existing.keys() | closed) if existing or closed else {}
     if existing:
-        current = latest.rows(existing)
         rows = [row for row in rows if _differs(current.get(row[ENTITY]), row)]
     changed = [row[ENTITY] for row in rows if row[ENTITY] in existing]
     if skip_unchanged and not rows and not closed:
@@ -269,8 +282,8 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
         _analyze(db)
     if found.complete:
         _count(db, snapshot_id, None, found.rows)
-    else:
-        _count(db, snapshot_id, latest.snapshot_id, rows)
+    else:  # the versions this snapshot ended, as they were
+        _count(db, snapshot_id, latest.snapshot_id, rows, [current[e] for e in ended])
     return Written(snapshot_id, len(rows) - len(changed), len(changed), len(closed))
 
 
@@ -373,9 +386,9 @@ def _analyze(db: Db) -> None:
     db.run("ANALYZE entry_versions")
 
 
-def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) -> None:
+def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple], ended: Iterable[tuple] = ()) -> None:
     """The snapshot's counts: of ``rows`` when they are the whole snapshot (``previous`` None);
-    otherwise the previous snapshot's, less the versions it ended, plus the ``rows`` it added."""
+    otherwise the previous snapshot's, less the versions it ``ended``, plus the ``rows`` it added."""
     totals = {USER: 0, GRANT: 0, ROLE: 0}
     memberships = 0
     if previous is not None:
@@ -383,14 +396,11 @@ def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple]) ->
             "SELECT users, grants, roles, memberships FROM snapshots WHERE id = ?", (previous,)
         )[0]
         totals.update({USER: users, GRANT: grants, ROLE: roles})
-        ended = "SELECT kind, count(*), sum(length(members)) FROM entry_versions WHERE until = ? GROUP BY kind"
-        for kind, number, size in db.rows(ended, (snapshot_id,)):
-            totals[kind] = totals.get(kind, 0) - number
-            memberships -= (size or 0) // 4
-    for row in rows:
-        totals[row[KIND]] = totals.get(row[KIND], 0) + 1
-        if row[MEMBERS] is not None:
-            memberships += len(row[MEMBERS]) // 4
+    for sign, some in ((-1, ended), (1, rows)):
+        for row in some:
+            totals[row[KIND]] = totals.get(row[KIND], 0) + sign
+            if row[MEMBERS] is not None:
+                memberships += sign * (len(row[MEMBERS]) // 4)
     db.run(
         "UPDATE snapshots SET users = ?, grants = ?, roles = ?, memberships = ? WHERE id = ?",
         (totals[USER], totals[GRANT], totals[ROLE], memberships, snapshot_id),
