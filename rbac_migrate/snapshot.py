@@ -197,8 +197,8 @@ def _members(values: list[bytes]) -> list[bytes]:
 
 
 def disabled_accounts(directory, settings: Settings) -> Iterator[tuple[str, dict]]:
-    """The search for disabled users, sent at once where the connection can (libldap), so the
-    server answers it while other searches go on."""
+    """The search for disabled users. Read it whole before asking anything else on the connection:
+    slapd keeps the paging state of one search per connection."""
     user_filter = as_filter(settings.user_filter, "user_filter")
     disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
     return directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
@@ -208,12 +208,10 @@ def take(directory, settings: Settings, latest: Latest, head: Head, report: Prog
     """Read users, grant groups and role groups; resolve every member value: every row of the snapshot."""
     latest.load_all()
     users, *groups = searches(settings)
-    disabled = disabled_accounts(directory, settings)
-    found = directory.search_raw(users.base, users.filter, users.attributes)
-    reader = _Reader(directory, settings, latest, disabled)
+    reader = _Reader(directory, settings, latest, disabled_accounts(directory, settings))
     early = latest.write_early(head)  # a first snapshot: users are inserted while the rest is read
     count = handed = 0
-    for dn, raw in found:
+    for dn, raw in directory.search_raw(users.base, users.filter, users.attributes):
         reader.user(dn, raw)
         count += 1
         if count % EARLY_CHUNK == 0:
@@ -440,15 +438,12 @@ def update(
         incremental = None
         if state is not None:
             taken_at = datetime.now(timezone.utc)
-            disabled = disabled_accounts(directory, settings)  # answered while the changes are read
             changes = sync.read_changes(directory, state, searches(settings))
             if changes is None:
                 reason = "the server can no longer resume from the last snapshot's sync state"
-                for _answer in disabled:  # take in the answers already on their way; a full read follows
-                    pass
             else:
                 head = _head(directory, settings, taken_at, {**changes.state, "fingerprint": fingerprint})
-                build = _Incremental(directory, settings, changes, disabled)
+                build = _Incremental(directory, settings, changes, list(disabled_accounts(directory, settings)))
                 written, incremental = store.write_snapshot(lambda latest: build(latest, head), skip_unchanged, full)
                 report("changed entries", changes.changed)
                 text = f"incremental ({changes.label}): {changes.changed} entries changed"

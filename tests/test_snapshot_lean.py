@@ -78,3 +78,9 @@ def test_a_new_or_older_store_is_left_to_sqlalchemy_which_creates_or_upgrades_it
 )
 def test_store_urls_are_shown_without_their_password(url, shown):
     assert masked(url) == shown
+
+
+def test_pages_of_one_entry_read_everything_and_agree_with_full_reads(org):
+    """slapd follows one paged search per connection: a snapshot must never interleave two."""
+    org.env["RBAC_MIGRATE_PAGE_SIZE"] = "1"
+    _check_rounds(org, Changer(_admin(org), org, "openldap", seed=9), "RFC 4533 content sync", rounds=1)

@@ -91,15 +91,16 @@ class Libldap:
     def search(
         self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
-        """Yield (dn, {attribute: [raw values]}) page by page; the first page is asked for at once,
-        before the caller starts to iterate, so the server can work while the caller does.
+        """Yield (dn, {attribute: [raw values]}) page by page.
 
         The request for the next page goes out before this page is handed over, so the server
-        prepares it while the caller works through the current one.
+        prepares it while the caller works through the current one. Nothing else may be asked on
+        this connection until the pages are read: slapd keeps the paging state of one search per
+        connection, and another request in between ends the paging without a word.
         """
         request = (base, SCOPES[scope], search_filter, list(attributes), 0)
         msgid = self._call(base, self.conn.search_ext, *request, self._paging(b""), None, -1, 0)
-        return self._pages(base, request, msgid)
+        yield from self._pages(base, request, msgid)
 
     def _paging(self, cookie: bytes) -> list[tuple]:
         return [(PAGED_RESULTS, True, _ldap.encode_page_control(self.page_size, cookie))]
