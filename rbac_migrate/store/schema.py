@@ -86,14 +86,9 @@ Index("ix_entry_versions_identity", entry_versions.c.identity)
 Index("ix_entry_versions_name", entry_versions.c.name_norm)
 Index("ix_entry_versions_dn", entry_versions.c.dn_norm)
 Index("ix_entry_versions_kind", entry_versions.c.kind, entry_versions.c.enabled)
-# Every current entry's DN by entity: what an incremental snapshot resolves member values against.
-Index(
-    "ix_entry_versions_current_names",
-    entry_versions.c.entity,
-    entry_versions.c.dn,
-    postgresql_where=entry_versions.c.until.is_(None),
-    sqlite_where=entry_versions.c.until.is_(None),
-)
+# Also ix_entry_versions_current_names ON (entity, dn) WHERE until IS NULL (migration 0009): every
+# current entry's DN by entity, what an incremental snapshot resolves member values against. It is
+# not declared here: its dialect options would load SQLAlchemy's PostgreSQL dialect in every command.
 # Joiner proposals look up a job's peers (equal peer attributes, compared as their JSON text).
 Index("ix_entry_versions_peers", cast(entry_versions.c.attrs, Text))
 
