@@ -87,3 +87,25 @@ def test_first_value_decodes_escapes():
 )
 def test_split_list_never_cuts_inside_a_dn(text, items):
     assert split_list(text) == items
+
+
+def test_the_quick_path_gives_what_parsing_gives():
+    """Random well-formed DNs, spaced and escaped in every way: normalize's quick path never
+    skips the parsing a DN needs."""
+    import random
+
+    from rbac_migrate.dn import _parsed, normalize
+
+    rng = random.Random(4514)
+    pad = ["", "", " ", "  "]
+    values = ["a", "Bob", "x\\,y", "x\\2cy", "é", "a b", "\\ lead", "trail\\ ", "x\\+y"]
+
+    def ava() -> str:
+        return (
+            f"{rng.choice(pad)}{rng.choice(['uid', 'CN', 'ou'])}{rng.choice(pad)}={rng.choice(pad)}{rng.choice(values)}"
+        )
+
+    for _ in range(20000):
+        rdns = ["+".join(ava() for _ in range(rng.choice([1, 1, 1, 2]))) for _ in range(rng.randrange(1, 4))]
+        text = ",".join(rdn + rng.choice(pad) for rdn in rdns)
+        assert normalize(text) == _parsed(text), text
