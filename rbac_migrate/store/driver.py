@@ -106,7 +106,9 @@ def sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///") or "?" in url:
         return None
     path = url[len("sqlite:///") :]
-    return Path(path).expanduser() if path and path != ":memory:" else None
+    if not path or path == ":memory:" or path.startswith("~"):  # where SQLAlchemy's reading may differ
+        return None
+    return Path(path)
 
 
 def sqlite_pragmas(raw) -> None:
