@@ -125,9 +125,9 @@ class Latest:
         return found
 
     def write_early(self, head: Head) -> _Early | None:
-        """Into an empty store, a writer that inserts the snapshot's first rows, handed to it in
-        chunks, on a thread while the reader goes on reading; None where that cannot be done.
-        Until ``write`` takes over, the reader must not ask this object anything that reads the store."""
+        """Into an empty store, a writer for the snapshot's first rows as they are read, whose
+        indexes are then built on a thread; None where that cannot be done. Until ``write`` takes
+        over, the reader must not ask this object anything that reads the store."""
         if not (self.empty and self.db.threads and self.early is None):
             return None
         self.early = _Early(self.db, head)
@@ -256,7 +256,7 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
     if early is not None:
         early.join()  # the connection is the reader's again; raises what the thread met
     rows, closed = found.rows, set(found.closed)
-    if early is not None and early.snapshot_id is not None:  # a first snapshot, its leading rows already in
+    if early is not None:  # a first snapshot, its leading rows already in
         snapshot_id, rest = early.snapshot_id, rows[early.count :]
         _insert(db, snapshot_id, rest, empty=False)
         _analyze(db)
@@ -288,61 +288,49 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
 
 
 class _Early:
-    """The first rows of a first snapshot, inserted on a thread while the reader reads the rest.
+    """A first snapshot written as it is read: users inserted as they arrive, their indexes built on
+    a thread while the groups are still read.
 
-    The database works without Python's lock (SQLite's steps and index builds; PostgreSQL in its
-    own process), so inserting 100,000 users and indexing them overlaps with reading the directory.
-    The reader hands over chunks of rows with ``add`` and says ``done`` after the last one; the
-    indexes are built then, while the reader goes on with the groups.
+    An index build is one long step in which SQLite (or PostgreSQL, in its own process) runs
+    without Python's lock, so it overlaps with reading. The inserts stay on the reader's thread:
+    a thread inserting row by row would wait for Python's lock at every row.
     """
 
     def __init__(self, db: Db, head: Head) -> None:
-        import queue
-        import threading
-
-        self.db, self.head = db, head
-        self.chunks: queue.SimpleQueue = queue.SimpleQueue()
+        self.db = db
+        self.snapshot_id = _insert_head(db, head)
+        self.indexes = _drop_indexes(db)
         self.count = 0
-        self.snapshot_id: int | None = None
+        self.thread = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
-        self.thread.start()
 
     def add(self, rows: list[tuple]) -> None:
-        if rows:
-            self.count += len(rows)
-            self.chunks.put(rows)
+        self.db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": self.snapshot_id})
+        self.count += len(rows)
 
     def done(self) -> None:
-        self.chunks.put(None)
+        """The last of the early rows is in: build the indexes while the reader goes on."""
+        import threading
 
-    def _run(self) -> None:
-        failed = False
-        while True:
-            rows = self.chunks.get()
-            if rows is None:
-                break
-            if failed:
-                continue  # drain what the reader still hands over
-            try:
-                if self.snapshot_id is None:
-                    self.snapshot_id = _insert_head(self.db, self.head)
-                    self.indexes = _drop_indexes(self.db)
-                self.db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": self.snapshot_id})
-            except BaseException as exc:  # handed to the reader's thread by join()
-                self.error, failed = exc, True
+        self.thread = threading.Thread(target=self._build, name="snapshot-indexes", daemon=True)
+        self.thread.start()
+
+    def _build(self) -> None:
         try:
-            if not failed and self.snapshot_id is not None:
-                for _name, definition in self.indexes:
-                    self.db.run(definition)
-        except BaseException as exc:
+            for _name, definition in self.indexes:
+                self.db.run(definition)
+        except BaseException as exc:  # handed to the reader's thread by join()
             self.error = exc
 
     def join(self, quiet: bool = False) -> None:
-        """Wait for the thread (telling it the rows are done, if the reader did not); raise what it
-        met, unless ``quiet`` (the reader is already failing for its own reason)."""
-        self.done()
-        self.thread.join()
+        """Wait for the index builds (building them now if the reader never said done); raise what
+        they met, unless ``quiet`` (the reader is already failing for its own reason)."""
+        if self.thread is None:
+            if quiet:
+                return
+            self._build()
+        else:
+            self.thread.join()
         if self.error is not None and not quiet:
             raise self.error
 
