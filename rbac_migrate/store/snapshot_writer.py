@@ -253,15 +253,13 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
             latest.early.join(quiet=True)  # the connection free again before the caller rolls back
         raise
     early = latest.early
-    if early is not None:
-        early.join()  # the connection is the reader's again; raises what the thread met
-    rows, closed = found.rows, set(found.closed)
     if early is not None:  # a first snapshot, its leading rows already in
-        snapshot_id, rest = early.snapshot_id, rows[early.count :]
-        _insert(db, snapshot_id, rest, empty=False)
+        early.join()  # the connection is the reader's again; raises what the thread met
+        _insert(db, early.snapshot_id, found.rows[early.count :], empty=False)
         _analyze(db)
-        _count(db, snapshot_id, None, rows)
-        return Written(snapshot_id, len(rows), 0, 0)
+        _count(db, early.snapshot_id, None, found.rows)
+        return Written(early.snapshot_id, len(found.rows), 0, 0)
+    rows, closed = found.rows, set(found.closed)
     seen = {row[ENTITY] for row in rows}
     if found.complete:
         latest.load_all()
