@@ -22,7 +22,7 @@ from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
 from .kinds import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from .store.packing import Written, pack, unpack
-from .store.snapshot_writer import DN_NORM, ENABLED, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
+from .store.snapshot_writer import DN_NORM, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+IDENTITY_TERMS = 200  # identities per search for the disabled state of changed users
 EARLY_CHUNK = 10000  # users handed to a first snapshot's writer thread at a time
 LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values
 KINDS = (USER, GRANT, ROLE, DANGLING, EXTERNAL)
@@ -204,6 +205,35 @@ def disabled_accounts(directory, settings: Settings) -> Iterator[tuple[str, dict
     return directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
 
 
+def disabled_among(directory, settings: Settings, users: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Which of these user entries the disabled filter matches now.
+
+    Whether an account is disabled follows from its own attributes, so an account can only have
+    become disabled or enabled if the server reports its entry changed: an incremental read asks
+    about those few, by identity, instead of listing every disabled account again.
+    """
+    user_filter = as_filter(settings.user_filter, "user_filter")
+    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
+    key = identity_attribute(settings)
+    by_identity, by_dn = [], []
+    for dn, raw in users:
+        values = [v for name, found in raw.items() if directory.attribute_key(name) == key.lower() for v in found]
+        (by_identity if values else by_dn).append(values[0] if values else dn)
+    found: list[tuple[str, dict]] = []
+    for start in range(0, len(by_identity), IDENTITY_TERMS):
+        terms = "".join(f"({key}={_escaped(value)})" for value in by_identity[start : start + IDENTITY_TERMS])
+        search = f"(&{user_filter}{disabled_filter}(|{terms}))"
+        found += directory.search_raw(settings.user_base, search, ["1.1"], paged=False)
+    for dn in by_dn:
+        found += directory.search_raw(dn, f"(&{user_filter}{disabled_filter})", ["1.1"], scope="base", paged=False)
+    return found
+
+
+def _escaped(value: bytes) -> str:
+    """A raw value as an LDAP filter value: every byte escaped, which suits text and binary alike."""
+    return "".join(f"\\{byte:02x}" for byte in value)
+
+
 def take(directory, settings: Settings, latest: Latest, head: Head, report: Progress) -> Update:
     """Read users, grant groups and role groups; resolve every member value: every row of the snapshot."""
     latest.load_all()
@@ -244,8 +274,9 @@ class _Incremental:
     """The rows of what changed since the latest snapshot, from a server's list of changes.
 
     Entries the server reports are read as a full read reads them; the rest of the latest
-    snapshot is only consulted where these changes reach it (identities, DNs, the enabled flag,
-    members where needed), never rebuilt, so the work follows the change.
+    snapshot is only consulted where these changes reach it (identities, DNs, members where
+    needed), never rebuilt, so the work follows the change. An account's enabled flag follows
+    from its own attributes, so only reported accounts can have changed it (``disabled_among``).
     """
 
     def __init__(self, directory, settings: Settings, changes: Changes, disabled: Iterable[tuple]) -> None:
@@ -267,7 +298,7 @@ class _Incremental:
         loose = [c for c in latest.of_kinds(LOOSE) if c.entity not in changed and c.entity not in self.gone]
         replaced = {c.entity for c in loose if c.norm in reader.by_norm}
         loose = [c for c in loose if c.entity not in replaced]
-        rows = self._flipped(changed) + self._reclassified(loose)
+        rows = self._reclassified(loose)
         if reader.groups:
             # A kept entry whose DN an entry read now has in another spelling is not kept by that DN.
             renamed = {c.entity for c in latest.of_kinds(KINDS, reader.by_norm)}
@@ -333,17 +364,6 @@ class _Incremental:
             self.changes.entries[cur.kind].extend(found)
             for dn, raw in found:
                 self.reader.group(cur.kind, dn, raw)
-
-    def _flipped(self, changed: set[int]) -> list[tuple]:
-        """Kept users that became disabled or enabled: the disabled filter is read in full each time."""
-        disabled = self.reader.disabled
-        was_disabled = self.latest.disabled_users()
-        flipped = [entity for entity, norm in was_disabled.items() if norm not in disabled]
-        newly = disabled - set(was_disabled.values())
-        if newly:
-            flipped += [c.entity for c in self.latest.of_kinds((USER,), newly) if c.enabled]
-        flipped = [e for e in flipped if e not in changed and e not in self.gone]
-        return [(*row[:ENABLED], not row[ENABLED], *row[ENABLED + 1 :]) for row in self.latest.rows(flipped).values()]
 
     def _reclassified(self, loose: list[Current]) -> list[tuple]:
         """Entries member values point at outside the managed ones, looked at again: existing, or dangling."""
@@ -443,7 +463,9 @@ def update(
                 reason = "the server can no longer resume from the last snapshot's sync state"
             else:
                 head = _head(directory, settings, taken_at, {**changes.state, "fingerprint": fingerprint})
-                build = _Incremental(directory, settings, changes, list(disabled_accounts(directory, settings)))
+                build = _Incremental(
+                    directory, settings, changes, disabled_among(directory, settings, changes.entries[USER])
+                )
                 written, incremental = store.write_snapshot(lambda latest: build(latest, head), skip_unchanged, full)
                 report("changed entries", changes.changed)
                 text = f"incremental ({changes.label}): {changes.changed} entries changed"

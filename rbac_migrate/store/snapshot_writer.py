@@ -168,13 +168,6 @@ class Latest:
         found = self._take(self.db.rows_in(f"SELECT {CURRENT_COLUMNS} {CURRENT} AND dn_norm IN ({{marks}})", norms))
         return [c for c in found if c.kind in kinds]
 
-    def disabled_users(self) -> dict[int, str]:
-        """{entity: normalised DN} of the current users the latest snapshot holds as disabled."""
-        if self.complete:
-            return {c.entity: c.norm for c in self.entries.values() if c.kind == USER and not c.enabled}
-        query = f"SELECT entity, dn_norm {self._by_kind} AND kind = ? AND enabled = ?"
-        return dict(self.db.rows(query, (USER, False)))
-
     def entity(self, identity: str) -> int:
         """The entity number of an identity; a new one for an identity not seen before."""
         found = self.by_identity.get(identity)
