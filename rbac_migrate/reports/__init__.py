@@ -99,37 +99,39 @@ def provenance(info: SnapshotInfo, now: datetime | None = None) -> dict:
 
 
 def _register(store: Store, report: OrphanReport) -> None:
-    """Keep the findings register up to date with a report of the newest snapshot; note each status."""
+    """Keep the findings register up to date with a report of the newest snapshot; note each status.
+
+    Only the findings the register knows otherwise (an earlier first sighting, a reappearance)
+    are changed; a register row is made only for a finding it has not seen before.
+    """
     seen_at = as_utc(report.snapshot.taken_at)
     times: dict[str, datetime] = {}  # findings share the few times their snapshots were taken
-    current = [_registered(f, OPEN, times) for f in report.findings]
-    current += [_registered(a.finding, ACCEPTED, times) for a in report.accepted]
-    registered = store.findings.sync(report.snapshot.id, seen_at, current)
-    if registered is None:
+    reported: dict[str, tuple[str, datetime]] = {}
+    found: dict[str, tuple[Finding, str]] = {}
+    for status, findings in ((OPEN, report.findings), (ACCEPTED, [a.finding for a in report.accepted])):
+        for finding in findings:
+            first = times.get(finding.first_seen)
+            if first is None:
+                first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
+            reported[finding.key] = (status, first)
+            found[finding.key] = (finding, status)
+    differs = store.findings.update(report.snapshot.id, seen_at, reported, lambda key: _registered(*found[key]))
+    if not differs:
         return
-
-    as_iso: dict[datetime, str] = {}
 
     def known(finding: Finding) -> Finding:
         # The register remembers first sightings older than the snapshots still kept (after a prune).
-        status, first_seen = registered.get(finding.key, (OPEN, None))
-        if first_seen is None:
-            first = finding.first_seen
-        else:
-            first = as_iso.get(first_seen)
-            if first is None:
-                first = as_iso[first_seen] = iso(first_seen)
+        status, first_seen = differs[finding.key]
+        first = iso(first_seen)
         if status == finding.status and first >= finding.first_seen:
             return finding
         return replace(finding, status=status, first_seen=min(first, finding.first_seen))
 
-    report.findings = [known(f) for f in report.findings]
+    report.findings = [known(f) if f.key in differs else f for f in report.findings]
 
 
-def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> RegisteredFinding:
-    first = times.get(finding.first_seen)
-    if first is None:
-        first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
+def _registered(finding: Finding, status: str) -> RegisteredFinding:
+    first = datetime.fromisoformat(finding.first_seen)
     return filled(
         RegisteredFinding,
         key=finding.key,
