@@ -79,10 +79,11 @@ def orphans(
     exceptions = store.findings.exceptions()
     with bulk_work():
         report = orphan_report(_history(store, snapshot), hr_ids, outliers, exceptions, now)
+        # The register's tens of thousands of keys, made while the snapshot is still loaded.
+        _register(store, report)
     if hr_feed is not None:
         report.hr_feed = f"{hr_feed.name} ({len(hr_ids or ())} ids)"
     report.provenance = provenance(report.snapshot, now)
-    _register(store, report)
     return report
 
 
@@ -110,12 +111,9 @@ def _register(store: Store, report: OrphanReport) -> None:
     found: dict[str, tuple[Finding, str]] = {}
     for status, findings in ((OPEN, report.findings), (ACCEPTED, [a.finding for a in report.accepted])):
         for finding in findings:
-            first = times.get(finding.first_seen)
-            if first is None:
-                first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
-            reported[finding.key] = (status, first)
+            reported[finding.key] = (status, _moment(finding.first_seen, times))
             found[finding.key] = (finding, status)
-    differs = store.findings.update(report.snapshot.id, seen_at, reported, lambda key: _registered(*found[key]))
+    differs = store.findings.update(report.snapshot.id, seen_at, reported, lambda key: _registered(*found[key], times))
     if not differs:
         return
 
@@ -130,8 +128,16 @@ def _register(store: Store, report: OrphanReport) -> None:
     report.findings = [known(f) if f.key in differs else f for f in report.findings]
 
 
-def _registered(finding: Finding, status: str) -> RegisteredFinding:
-    first = datetime.fromisoformat(finding.first_seen)
+def _moment(text: str, times: dict[str, datetime]) -> datetime:
+    """An ISO time as a datetime, parsed once per distinct time."""
+    moment = times.get(text)
+    if moment is None:
+        moment = times[text] = datetime.fromisoformat(text)
+    return moment
+
+
+def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> RegisteredFinding:
+    first = _moment(finding.first_seen, times)
     return filled(
         RegisteredFinding,
         key=finding.key,
