@@ -333,8 +333,8 @@ class _Scan:
         self.wanted = {u.idx for u in self.users if self._interesting(u)}
         self.wanted.update(u.idx for u in self.movers)
         self.wanted.update(p.idx for group in self.peers.values() for p in group)
-        # The peer-outlier scan needs every enabled user: one pass over the member lists for all.
-        self.graph.index(self.wanted.union(u.idx for u in self.users if u.enabled))
+        # One pass over the member lists for all of them; the peer-outlier scan counts by group.
+        self.graph.index(self.wanted)
 
     def _interesting(self, user: Entry) -> bool:
         """Users some category looks at: the memberships of everyone else are never needed."""
