@@ -59,12 +59,23 @@ def bulk_work() -> Iterator[None]:
             gc.enable()
 
 
-def _history(store: Store, snapshot: str | int | None) -> Iterator[Snapshot]:
-    """The stored snapshots up to the reported one, oldest first, each loaded once, one at a time."""
-    reported = store.snapshot_info(snapshot)
-    for info in store.snapshots():
-        if info.id <= reported.id:
-            yield store.load_snapshot(info.id)
+class _History:
+    """The stored snapshots up to the reported one, oldest first, each loaded once, one at a time.
+
+    It knows how many there are, so a report can tell the newest from the earlier ones before
+    it reaches it (earlier ones need less work).
+    """
+
+    def __init__(self, store: Store, snapshot: str | int | None):
+        reported = store.snapshot_info(snapshot)
+        self.store = store
+        self.ids = [info.id for info in store.snapshots() if info.id <= reported.id]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        return map(self.store.load_snapshot, self.ids)
 
 
 def orphans(
@@ -78,7 +89,7 @@ def orphans(
     now = datetime.now(timezone.utc)
     exceptions = store.findings.exceptions()
     with bulk_work():
-        report = orphan_report(_history(store, snapshot), hr_ids, outliers, exceptions, now)
+        report = orphan_report(_History(store, snapshot), hr_ids, outliers, exceptions, now)
         # The register's tens of thousands of keys, made while the snapshot is still loaded.
         _register(store, report)
     if hr_feed is not None:
@@ -159,7 +170,7 @@ def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> Re
 def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
-        result = progress_report(_history(store, None), store.migration_batches())
+        result = progress_report(_History(store, None), store.migration_batches())
     found = orphans(store)  # brings the findings register up to the newest snapshot
     result.findings = findings_metrics(found.trend, store.findings.register())
     result.provenance = found.provenance

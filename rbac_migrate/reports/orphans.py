@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -176,6 +176,8 @@ def orphan_report(
 
     Findings an exception accepts are listed apart: in each snapshot of the trend, those accepted
     at the time it was taken; in the report, those accepted ``now`` (an expired one is back).
+    When ``snapshots`` has a length, the earlier ones are scanned for what the trend and the
+    first sightings need only: which findings they hold, not why.
     """
     now = now or datetime.now(timezone.utc)
     exceptions = list(exceptions)
@@ -188,9 +190,11 @@ def orphan_report(
     last: Snapshot | None = None
     found: list[Hit] = []
     scan: _Scan | None = None
+    newest = len(snapshots) if isinstance(snapshots, Sized) else None
     for position, snap in enumerate(snapshots, start=1):
         number = snap.id if snap.id is not None else position
-        scan = _Scan(snap, history.movers(snap), hr, outliers or OutlierSettings())
+        judge = newest is None or position == newest
+        scan = _Scan(snap, history.movers(snap), hr, outliers or OutlierSettings(), judge)
         found = scan.hits()
         # Only an unbroken run counts: a finding that went away and came back starts again.
         first_seen = {hit[0]: first_seen.get(hit[0], number) for hit in found}
@@ -317,9 +321,15 @@ class _Scan:
     """The findings of one snapshot."""
 
     def __init__(
-        self, snap: Snapshot, movers: Mapping[str, Mapping[str, str]], hr: set[str] | None, outliers: OutlierSettings
+        self,
+        snap: Snapshot,
+        movers: Mapping[str, Mapping[str, str]],
+        hr: set[str] | None,
+        outliers: OutlierSettings,
+        judge: bool = True,
     ):
         self.snap = snap
+        self.judge = judge  # False: peer outliers are found but not judged (no signal, no reason)
         self.hr = hr
         self.outlier_settings = outliers
         self.outlier_note = ""
@@ -374,7 +384,7 @@ class _Scan:
 
     def _peer_outliers(self, known: set[tuple[int, int]]) -> list[Hit]:
         """Rights few current peers hold; a mover's leftovers are already reported as such."""
-        scan = find_outliers(self.snap, self.outlier_settings, self.graph)
+        scan = find_outliers(self.snap, self.outlier_settings, self.graph, judge=self.judge)
         self.outlier_note = scan.note
         return [
             self.hit("peer-outlier", o.group, o.user, reason=o.reason, signal=o.signal)

@@ -160,17 +160,25 @@ def _values(graph: MembershipGraph, groups: Iterable[int]) -> set[int]:
 
 
 def find_outliers(
-    snap: Snapshot, settings: OutlierSettings | None = None, graph: MembershipGraph | None = None
+    snap: Snapshot, settings: OutlierSettings | None = None, graph: MembershipGraph | None = None, judge: bool = True
 ) -> OutlierScan:
-    """Peer outliers of every enabled user in one snapshot; earlier-job bundles first."""
+    """Peer outliers of every enabled user in one snapshot; earlier-job bundles first.
+
+    ``judge=False`` finds the same outliers, unordered and without signal or reason: what a
+    count of them needs.
+    """
     settings = settings or OutlierSettings()
     graph = graph if graph is not None else MembershipGraph(snap)
     users = [e for e in snap.entries if e.kind == USER and e.enabled]
     jobs = _Jobs(graph, [u for u in users if u.attrs])
     judged = {key for key in jobs.members if key and jobs.size(key) >= settings.min_peers}
-    typical = _typical(jobs, judged, settings.typical_share)
     rare_of = jobs.rare(judged, settings.max_share)
     found: list[Outlier] = []
+    if not judge:
+        by_idx = graph.by_idx
+        found = [Outlier(by_idx[user], by_idx[group], "", "") for user, groups in rare_of.items() for group in groups]
+        return _scan(found, jobs, judged, users)
+    typical = _typical(jobs, judged, settings.typical_share)
     for key in sorted(judged):
         verdicts: dict[tuple, list[tuple[Entry, str, str]]] = {}  # rare direct grants → what they say
         for user in jobs.members[key]:
@@ -187,6 +195,10 @@ def find_outliers(
                 ]
             found += [Outlier(user, group, signal, reason) for group, signal, reason in verdict]
     found.sort(key=lambda o: (SIGNAL_RANK[o.signal], o.user.name.lower(), o.group.name.lower()))
+    return _scan(found, jobs, judged, users)
+
+
+def _scan(found: list[Outlier], jobs: _Jobs, judged: set[tuple], users: list[Entry]) -> OutlierScan:
     unjudged = [key for key in jobs.members if key not in judged]
     no_attrs = sum(1 for u in users if not u.attrs)
     return OutlierScan(found, sum(jobs.size(k) for k in unjudged) + no_attrs, len(unjudged) + bool(no_attrs))
