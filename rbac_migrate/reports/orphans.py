@@ -292,12 +292,17 @@ class _PeerHistory:
             first = self.first.setdefault(key, entry.attrs)
             if first is entry.attrs:  # first sight: most of the work when there is one snapshot
                 continue
-            now = profile(entry.attrs)
             seen = self.varied.get(key)
             if seen is None:
+                # Most people keep their attributes: equal as they are read, equal folded too.
+                if first == entry.attrs:
+                    continue
+                now = profile(entry.attrs)
                 if profile(first) == now:
                     continue
                 seen = self.varied[key] = {profile(first): first}
+            else:
+                now = profile(entry.attrs)
             others = [attrs for known, attrs in seen.items() if known != now]
             if others:
                 moved[key] = others[-1]

@@ -81,17 +81,16 @@ class _Jobs:
         self.graph = graph
         self.members: dict[tuple, list[Entry]] = defaultdict(list)
         self.number: dict[tuple, int] = {}  # job → its number in self.keys
-        keys: dict[int, tuple] = {}  # peers share one attribute mapping: each is keyed once
+        self.job_of = table = _job_table(graph)
+        keys: dict[int, tuple[tuple, int]] = {}  # peers share one attribute mapping: each is keyed once
         for user in users:
-            key = keys.get(id(user.attrs))
-            if key is None:
-                key = keys[id(user.attrs)] = job_key(user.attrs)
-                self.number.setdefault(key, len(self.number))
-            self.members[key].append(user)
+            found = keys.get(id(user.attrs))
+            if found is None:
+                key = job_key(user.attrs)
+                found = keys[id(user.attrs)] = (key, self.number.setdefault(key, len(self.number)))
+            self.members[found[0]].append(user)
+            table[user.idx] = found[1]
         self.keys = list(self.number)
-        self.job_of = _job_table(
-            graph, [(user.idx, self.number[key]) for key, people in self.members.items() for user in people]
-        )
         self.held: dict[tuple, Counter] = {key: Counter() for key in self.members}
         self._evidence: dict[tuple[tuple, int], str] = {}
         # Each grant's holders counted by job, a pass over its member values looped in C rather
@@ -134,17 +133,14 @@ class _Jobs:
         return found
 
 
-def _job_table(graph: MembershipGraph, numbered: list[tuple[int, int]]) -> list[int | None]:
-    """Entry idx → its user's job number (None for everything else), as a list indexed by idx.
+def _job_table(graph: MembershipGraph) -> list[int | None]:
+    """Room for each entry's job number (None for all but users), as a list indexed by idx.
 
     Looked up by the million: a list index is several times quicker than a dict look-up.
     """
     highest = max(graph.by_idx, default=0)
     highest = max([highest, *(max(values) for values in graph.members.values() if values)])
-    table: list[int | None] = [None] * (highest + 1)
-    for idx, job in numbered:
-        table[idx] = job
-    return table
+    return [None] * (highest + 1)
 
 
 def _jobs_of(table: list[int | None], values: Collection[int]) -> tuple:
