@@ -59,12 +59,23 @@ def bulk_work() -> Iterator[None]:
             gc.enable()
 
 
-def _history(store: Store, snapshot: str | int | None) -> Iterator[Snapshot]:
-    """The stored snapshots up to the reported one, oldest first, each loaded once, one at a time."""
-    reported = store.snapshot_info(snapshot)
-    for info in store.snapshots():
-        if info.id <= reported.id:
-            yield store.load_snapshot(info.id)
+class _History:
+    """The stored snapshots up to the reported one, oldest first, each loaded once, one at a time.
+
+    It knows how many there are, so a report can tell the newest from the earlier ones before
+    it reaches it (earlier ones need less work).
+    """
+
+    def __init__(self, store: Store, snapshot: str | int | None):
+        reported = store.snapshot_info(snapshot)
+        self.store = store
+        self.ids = [info.id for info in store.snapshots() if info.id <= reported.id]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        return map(self.store.load_snapshot, self.ids)
 
 
 def orphans(
@@ -78,11 +89,12 @@ def orphans(
     now = datetime.now(timezone.utc)
     exceptions = store.findings.exceptions()
     with bulk_work():
-        report = orphan_report(_history(store, snapshot), hr_ids, outliers, exceptions, now)
+        report = orphan_report(_History(store, snapshot), hr_ids, outliers, exceptions, now)
+        # The register's tens of thousands of keys, made while the snapshot is still loaded.
+        _register(store, report)
     if hr_feed is not None:
         report.hr_feed = f"{hr_feed.name} ({len(hr_ids or ())} ids)"
     report.provenance = provenance(report.snapshot, now)
-    _register(store, report)
     return report
 
 
@@ -99,37 +111,44 @@ def provenance(info: SnapshotInfo, now: datetime | None = None) -> dict:
 
 
 def _register(store: Store, report: OrphanReport) -> None:
-    """Keep the findings register up to date with a report of the newest snapshot; note each status."""
+    """Keep the findings register up to date with a report of the newest snapshot; note each status.
+
+    Only the findings the register knows otherwise (an earlier first sighting, a reappearance)
+    are changed; a register row is made only for a finding it has not seen before.
+    """
     seen_at = as_utc(report.snapshot.taken_at)
     times: dict[str, datetime] = {}  # findings share the few times their snapshots were taken
-    current = [_registered(f, OPEN, times) for f in report.findings]
-    current += [_registered(a.finding, ACCEPTED, times) for a in report.accepted]
-    registered = store.findings.sync(report.snapshot.id, seen_at, current)
-    if registered is None:
+    reported: dict[str, tuple[str, datetime]] = {}
+    found: dict[str, tuple[Finding, str]] = {}
+    for status, findings in ((OPEN, report.findings), (ACCEPTED, [a.finding for a in report.accepted])):
+        for finding in findings:
+            reported[finding.key] = (status, _moment(finding.first_seen, times))
+            found[finding.key] = (finding, status)
+    differs = store.findings.update(report.snapshot.id, seen_at, reported, lambda key: _registered(*found[key], times))
+    if not differs:
         return
-
-    as_iso: dict[datetime, str] = {}
 
     def known(finding: Finding) -> Finding:
         # The register remembers first sightings older than the snapshots still kept (after a prune).
-        status, first_seen = registered.get(finding.key, (OPEN, None))
-        if first_seen is None:
-            first = finding.first_seen
-        else:
-            first = as_iso.get(first_seen)
-            if first is None:
-                first = as_iso[first_seen] = iso(first_seen)
+        status, first_seen = differs[finding.key]
+        first = iso(first_seen)
         if status == finding.status and first >= finding.first_seen:
             return finding
         return replace(finding, status=status, first_seen=min(first, finding.first_seen))
 
-    report.findings = [known(f) for f in report.findings]
+    report.findings = [known(f) if f.key in differs else f for f in report.findings]
+
+
+def _moment(text: str, times: dict[str, datetime]) -> datetime:
+    """An ISO time as a datetime, parsed once per distinct time."""
+    moment = times.get(text)
+    if moment is None:
+        moment = times[text] = datetime.fromisoformat(text)
+    return moment
 
 
 def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> RegisteredFinding:
-    first = times.get(finding.first_seen)
-    if first is None:
-        first = times[finding.first_seen] = datetime.fromisoformat(finding.first_seen)
+    first = _moment(finding.first_seen, times)
     return filled(
         RegisteredFinding,
         key=finding.key,
@@ -151,7 +170,7 @@ def _registered(finding: Finding, status: str, times: dict[str, datetime]) -> Re
 def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
-        result = progress_report(_history(store, None), store.migration_batches())
+        result = progress_report(_History(store, None), store.migration_batches())
     found = orphans(store)  # brings the findings register up to the newest snapshot
     result.findings = findings_metrics(found.trend, store.findings.register())
     result.provenance = found.provenance

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -176,6 +176,8 @@ def orphan_report(
 
     Findings an exception accepts are listed apart: in each snapshot of the trend, those accepted
     at the time it was taken; in the report, those accepted ``now`` (an expired one is back).
+    When ``snapshots`` has a length, the earlier ones are scanned for what the trend and the
+    first sightings need only: which findings they hold, not why.
     """
     now = now or datetime.now(timezone.utc)
     exceptions = list(exceptions)
@@ -188,9 +190,11 @@ def orphan_report(
     last: Snapshot | None = None
     found: list[Hit] = []
     scan: _Scan | None = None
+    newest = len(snapshots) if isinstance(snapshots, Sized) else None
     for position, snap in enumerate(snapshots, start=1):
         number = snap.id if snap.id is not None else position
-        scan = _Scan(snap, history.movers(snap), hr, outliers or OutlierSettings())
+        judge = newest is None or position == newest
+        scan = _Scan(snap, history.movers(snap), hr, outliers or OutlierSettings(), judge)
         found = scan.hits()
         # Only an unbroken run counts: a finding that went away and came back starts again.
         first_seen = {hit[0]: first_seen.get(hit[0], number) for hit in found}
@@ -288,12 +292,17 @@ class _PeerHistory:
             first = self.first.setdefault(key, entry.attrs)
             if first is entry.attrs:  # first sight: most of the work when there is one snapshot
                 continue
-            now = profile(entry.attrs)
             seen = self.varied.get(key)
             if seen is None:
+                # Most people keep their attributes: equal as they are read, equal folded too.
+                if first == entry.attrs:
+                    continue
+                now = profile(entry.attrs)
                 if profile(first) == now:
                     continue
                 seen = self.varied[key] = {profile(first): first}
+            else:
+                now = profile(entry.attrs)
             others = [attrs for known, attrs in seen.items() if known != now]
             if others:
                 moved[key] = others[-1]
@@ -317,9 +326,15 @@ class _Scan:
     """The findings of one snapshot."""
 
     def __init__(
-        self, snap: Snapshot, movers: Mapping[str, Mapping[str, str]], hr: set[str] | None, outliers: OutlierSettings
+        self,
+        snap: Snapshot,
+        movers: Mapping[str, Mapping[str, str]],
+        hr: set[str] | None,
+        outliers: OutlierSettings,
+        judge: bool = True,
     ):
         self.snap = snap
+        self.judge = judge  # False: peer outliers are found but not judged (no signal, no reason)
         self.hr = hr
         self.outlier_settings = outliers
         self.outlier_note = ""
@@ -333,8 +348,8 @@ class _Scan:
         self.wanted = {u.idx for u in self.users if self._interesting(u)}
         self.wanted.update(u.idx for u in self.movers)
         self.wanted.update(p.idx for group in self.peers.values() for p in group)
-        # The peer-outlier scan needs every enabled user: one pass over the member lists for all.
-        self.graph.index(self.wanted.union(u.idx for u in self.users if u.enabled))
+        # One pass over the member lists for all of them; the peer-outlier scan counts by group.
+        self.graph.index(self.wanted)
 
     def _interesting(self, user: Entry) -> bool:
         """Users some category looks at: the memberships of everyone else are never needed."""
@@ -374,7 +389,7 @@ class _Scan:
 
     def _peer_outliers(self, known: set[tuple[int, int]]) -> list[Hit]:
         """Rights few current peers hold; a mover's leftovers are already reported as such."""
-        scan = find_outliers(self.snap, self.outlier_settings, self.graph)
+        scan = find_outliers(self.snap, self.outlier_settings, self.graph, judge=self.judge)
         self.outlier_note = scan.note
         return [
             self.hit("peer-outlier", o.group, o.user, reason=o.reason, signal=o.signal)

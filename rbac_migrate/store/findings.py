@@ -8,11 +8,11 @@ removes findings, and ``open_findings`` answers which are open and not accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, select, type_coerce, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from ..audit import AuditRecord
 from ..errors import NotFoundError
@@ -90,6 +90,29 @@ class FindingsStore:
         New findings are added; known ones keep their first-seen time; a fixed one that is back
         becomes 'reappeared'; a live one the report no longer has is 'remediated' (by nobody
         known, unless a batch marked it first). A report of an older snapshot changes nothing.
+        Returns key → (status, first seen) of every reported finding as the register now has it.
+        """
+        reported = {f.key: (f.status, f.first_seen) for f in current}
+        by_key = {f.key: f for f in current}
+        differs = self.update(snapshot_id, seen_at, reported, by_key.__getitem__)
+        if differs is None:
+            return None
+        return {key: differs.get(key, seen) for key, seen in reported.items()}
+
+    def update(
+        self,
+        snapshot_id: int,
+        seen_at: datetime,
+        reported: Mapping[str, tuple[str, datetime]],
+        describe: Callable[[str], RegisteredFinding],
+    ) -> dict[str, tuple[str, datetime]] | None:
+        """``sync`` for a report given as key → (status, first seen); ``describe`` makes the row of
+        a finding the register does not know yet.
+
+        Returns (status, first seen) as the register now has them, for only the findings where
+        either differs from the report (None for a report of an older snapshot). A report run
+        again on the same snapshot writes nothing; one of a newer snapshot writes the findings
+        that come, go or change status, and moves the last sighting of those still present.
         """
         with self.store.begin() as conn:
             latest = conn.execute(select(func.max(findings_register.c.last_snapshot))).scalar()
@@ -97,55 +120,69 @@ class FindingsStore:
                 return None
             known = _known(conn)
             inserts, moved = [], []
-            now: dict[str, tuple[str, datetime]] = {}
-            for finding in current:
-                row = known.get(finding.key)
+            differs: dict[str, tuple[str, datetime]] = {}
+            for key, seen in reported.items():
+                row = known.pop(key, None)
                 if row is None:
-                    inserts.append(_new_row(finding, snapshot_id, seen_at))
-                    continue
-                stored, first = row
-                # Most findings are seen again as they were: only a move of status is written.
-                status = stored if stored == finding.status != REMEDIATED else _next_status(stored, finding.status)
-                if status != stored:
-                    moved.append({"k": finding.key, "status": status, "status_at": seen_at})
-                now[finding.key] = (status, first)
-            present = {f.key for f in current}
-            gone = [k for k, (status, _first) in known.items() if status in LIVE and k not in present]
-            # Thousands of findings per report: a handful of statements, whatever their number.
-            if gone:
-                conn.execute(
-                    update(findings_register)
-                    .where(findings_register.c.key.in_(gone))
-                    .values(status=REMEDIATED, status_at=seen_at, fixed_at=seen_at)
-                )
-            if moved:
-                conn.execute(_UPDATE_STATUS, moved)
-            # Every finding still live is in this report (the rest were just marked fixed).
-            conn.execute(
-                update(findings_register)
-                .where(findings_register.c.status.in_(LIVE))
-                .values(last_seen=seen_at, last_snapshot=snapshot_id)
-            )
-            if inserts:
-                conn.execute(findings_register.insert(), inserts)
-            now.update((row["key"], (row["status"], row["first_seen"])) for row in inserts)
-        return now
+                    inserts.append(_new_row(describe(key), snapshot_id, seen_at))
+                    now = (inserts[-1]["status"], inserts[-1]["first_seen"])
+                else:
+                    stored, first = row
+                    # Most findings are seen again as they were: only a move of status is written.
+                    status = stored if stored == seen[0] != REMEDIATED else _next_status(stored, seen[0])
+                    if status != stored:
+                        moved.append({"k": key, "status": status, "status_at": seen_at})
+                    now = (status, first)
+                if now != seen:
+                    differs[key] = now
+            # What is left of ``known`` is not in this report: a live one has been fixed.
+            gone = [k for k, (status, _first) in known.items() if status in LIVE]
+            _write(conn, snapshot_id, seen_at, gone, moved, inserts)
+        return differs
+
+
+def _write(conn, snapshot_id: int, seen_at: datetime, gone: list[str], moved: list[dict], inserts: list[dict]) -> None:
+    """The handful of statements a report's changes take, whatever their number."""
+    if gone:
+        conn.execute(
+            update(findings_register)
+            .where(findings_register.c.key.in_(gone))
+            .values(status=REMEDIATED, status_at=seen_at, fixed_at=seen_at)
+        )
+    if moved:
+        conn.execute(_UPDATE_STATUS, moved)
+    # Every finding still live is in this report (the rest were just marked fixed); those already
+    # last seen in it (a report run again) are left as they are.
+    conn.execute(
+        update(findings_register)
+        .where(findings_register.c.status.in_(LIVE))
+        .where(or_(findings_register.c.last_snapshot != snapshot_id, findings_register.c.last_seen != seen_at))
+        .values(last_seen=seen_at, last_snapshot=snapshot_id)
+    )
+    if inserts:
+        conn.execute(findings_register.insert(), inserts)
 
 
 def _known(conn) -> dict[str, tuple[str, datetime]]:
-    """Key → (status, first seen) of every registered finding.
+    """Key → (status, first seen) of every registered finding, read straight from the driver.
 
-    Findings share the few times their snapshots were taken: each distinct time is made
-    timezone-aware once (as UTCDateTime does) rather than once per row.
+    Findings share the few times their snapshots were taken: each distinct stored time is
+    turned into an aware datetime once (as UTCDateTime does) rather than once per row.
     """
-    first_seen = type_coerce(findings_register.c.first_seen, UTCDateTime.impl)
-    rows = conn.execute(select(findings_register.c.key, findings_register.c.status, first_seen)).all()
-    aware: dict[datetime, datetime] = {}
+    dialect = conn.dialect
+    parse = UTCDateTime.impl.dialect_impl(dialect).result_processor(dialect, None) or (lambda value: value)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT key, status, first_seen FROM findings_register")
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    aware: dict = {}
     known = {}
     for key, status, first in rows:
         moment = aware.get(first)
         if moment is None:
-            moment = aware[first] = UTCDateTime().process_result_value(first, conn.dialect)
+            moment = aware[first] = UTCDateTime().process_result_value(parse(first), dialect)
         known[key] = (status, moment)
     return known
 

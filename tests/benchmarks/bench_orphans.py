@@ -6,7 +6,11 @@ makes) with ``report orphans --format json`` from the store, and prints the medi
 and their ratio.  Finally it writes the HTML report, prints its size, and times headless
 chromium opening it (the page records when its findings table was drawn).
 
-    python tests/benchmarks/bench_orphans.py [--users N] [--seed S] [--repeat R] [--keep]
+With ``--history`` it then changes the directory a little (new direct grants, people moving
+job) and takes four more snapshots, and measures the report over the five in the same way:
+every stored snapshot counts toward the trend and the first sightings.
+
+    python tests/benchmarks/bench_orphans.py [--users N] [--seed S] [--repeat R] [--history] [--keep]
 
 Target: report orphans faster than ldapsearch (ratio < 1).  Exit status: 0 when every step
 ran (whether or not the target was met), 1 when one failed to run, 130 on Ctrl-C.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import shutil
 import statistics
@@ -66,6 +71,65 @@ def measure(bench: Bench, repeat: int) -> tuple[list[Run], list[Run]]:
     return searches, reports
 
 
+def compare(label: str, searches: list[Run], reports: list[Run]) -> None:
+    """Each contender's runs, their medians and the ratio."""
+    print(f"runs ({len(reports)} each, seconds):")
+    print("  ldapsearch:     " + " ".join(f"{r.seconds:.2f}" for r in searches))
+    print("  report orphans: " + " ".join(f"{r.seconds:.2f}" for r in reports))
+    reference = statistics.median(r.seconds for r in searches)
+    ours = statistics.median(r.seconds for r in reports)
+    peak = max(r.rss_kib for r in reports) / 1024
+    verdict = "met" if ours < reference else "NOT met"
+    print(
+        f"report orphans{label} {ours:.2f} s vs ldapsearch {reference:.2f} s: ratio {ours / reference:.2f} "
+        f"(target < 1: {verdict}); report peak RSS {peak:.0f} MiB"
+    )
+
+
+def checked_snapshot(bench: Bench, users: int) -> str:
+    """The summary line of the snapshot just taken, which must hold every user of the org."""
+    line = tail(bench.tmp / "snapshot.err").rsplit(" | ", 1)[-1]
+    found = re.search(r"snapshot \d+: (\d+) users", line)
+    if found is None or int(found.group(1)) != users:
+        raise BenchError(
+            f"snapshot take did not read all {users:,} users, so a report would judge part of the org: {line}"
+        )
+    return line
+
+
+def change_directory(bench: Bench, round_: int) -> None:
+    """A day's changes: 20 people gain a direct grant, 20 move to another job's title."""
+    rng = random.Random(round_)
+    people = rng.sample(bench.org.users, 40)
+    grants = [g for g in bench.org.groups if g.dn.endswith(bench.org.grant_base)]
+    titles = sorted({user.title for user in bench.org.users})
+    records = []
+    for user in people[:20]:
+        group = rng.choice([g for g in grants if g.cn not in user.direct_grants and user.dn not in g.members])
+        records.append(f"dn: {group.dn}\nchangetype: modify\nadd: member\nmember: {user.dn}\n")
+    for user in people[20:]:
+        records.append(f"dn: {user.dn}\nchangetype: modify\nreplace: title\ntitle: {rng.choice(titles)}\n")
+    changes = bench.tmp / f"changes-{round_}.ldif"
+    changes.write_text("\n".join(records), encoding="utf-8")
+    run_child(
+        bench.ldap_tool("ldapmodify", "-f", str(changes)),
+        bench.env,
+        bench.tmp / "ldapmodify.out",
+        bench.tmp / "ldapmodify.err",
+    )
+
+
+def history_step(bench: Bench, args: argparse.Namespace) -> None:
+    """Four more snapshots after small changes, then the report over all five."""
+    for round_ in range(1, 5):
+        change_directory(bench, round_)
+        snapshot_take(bench)
+        checked_snapshot(bench, args.users)
+    searches, reports = measure(bench, args.repeat)
+    print(f"history: 5 snapshots; report: {summary_line(bench.tmp / 'orphans-json.out')}")
+    compare(" over 5 snapshots", searches, reports)
+
+
 def open_in_chromium(page: Path, tmp: Path) -> tuple[float, int | None]:
     """Wall time of headless chromium dumping the rendered page, and the page's own draw time."""
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
@@ -108,26 +172,20 @@ def benchmark(args: argparse.Namespace, tmp: Path, server: Slapd) -> None:
     bench = setup(args, tmp, server, Bench)
     warm_up(bench)
     taken = snapshot_take(bench)
-    print(f"snapshot take (once): {taken.seconds:.2f} s; {tail(tmp / 'snapshot.err').rsplit(' | ', 1)[-1]}")
+    print(f"snapshot take (once): {taken.seconds:.2f} s; {checked_snapshot(bench, args.users)}")
     searches, reports = measure(bench, args.repeat)
     print(f"report: {summary_line(tmp / 'orphans-json.out')}")
-    print(f"runs ({args.repeat} each, seconds):")
-    print("  ldapsearch:     " + " ".join(f"{r.seconds:.2f}" for r in searches))
-    print("  report orphans: " + " ".join(f"{r.seconds:.2f}" for r in reports))
-    reference = statistics.median(r.seconds for r in searches)
-    ours = statistics.median(r.seconds for r in reports)
-    peak = max(r.rss_kib for r in reports) / 1024
-    verdict = "met" if ours < reference else "NOT met"
-    print(
-        f"report orphans {ours:.2f} s vs ldapsearch {reference:.2f} s: ratio {ours / reference:.2f} "
-        f"(target < 1: {verdict}); report peak RSS {peak:.0f} MiB"
-    )
+    compare("", searches, reports)
     html_step(bench)
+    if args.history:
+        history_step(bench, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    args = parse_repeat_args(argv, __doc__, repeat=3)
+    args = parse_repeat_args(
+        argv, __doc__, repeat=3, extra=[("--history", "also measure the report over five snapshots")]
+    )
     # open_in_chromium gives up on a chromium that hangs: a step that failed to run.
     return run_benchmark(args, "bench_orphans", benchmark, errors=(subprocess.TimeoutExpired,))
 
