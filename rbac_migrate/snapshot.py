@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from . import dn as dnutil
+from .bulkwork import bulk_work
 from .config import Settings
 from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
@@ -450,7 +451,7 @@ def update(
     from .connections import reader_for
     from .directory import sync
 
-    with reader_for(settings, prompt) as directory:
+    with reader_for(settings, prompt) as directory, bulk_work():
         report = _start(directory, settings, progress)  # a missing base is named before any sync search fails
         method = sync.offered(directory)
         fingerprint = _fingerprint(settings, directory.target)

@@ -5,8 +5,6 @@ The computations live in orphans.py and progress.py (pure, over snapshots); html
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..audit import AuditRecord, Checkpoint, head_checkpoint, operator, verify
+from ..bulkwork import bulk_work
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
 from .auditlog import Person
 from .hrfeed import read_hr_feed
@@ -41,22 +40,6 @@ __all__ = [
     "orphans",
     "progress",
 ]
-
-
-@contextlib.contextmanager
-def bulk_work() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a report builds a million small objects.
-
-    Snapshots and findings hold no reference cycles, yet each burst of allocations makes the
-    collector rescan everything loaded so far: at 100,000 users that doubles the run time.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _History:
