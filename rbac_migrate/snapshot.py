@@ -447,7 +447,6 @@ def update(
 
     With ``full`` everything is read, and compared with what an incremental read gives.
     """
-    from . import changes as changes_module
     from .connections import reader_for
     from .directory import sync
 
@@ -483,7 +482,9 @@ def update(
         )
     differences = None
     if incremental is not None:
-        differences = changes_module.diff(incremental, store.load_snapshot(written.snapshot_id))
+        from .changes import diff  # --full only
+
+        differences = diff(incremental, store.load_snapshot(written.snapshot_id))
     return Taken(written, f"full read: {reason}", differences)
 
 
