@@ -153,6 +153,9 @@ def _check_rounds(org, changer: Changer, expected_path: str, rounds: int = 3) ->
         assert "the full read agrees with the incremental state" in full.err, full.err
         a, b = int(incremental.out), int(full.out)
         assert canonical(store.load_snapshot(a)) == canonical(store.load_snapshot(b)), f"round {number}"
+        # The incremental counts follow from the previous snapshot's; the full read's are counted afresh.
+        counts = [store.snapshot_info(n) for n in (a, b)]
+        assert len({(i.users, i.grants, i.roles, i.memberships) for i in counts}) == 1, counts
     assert len(store.snapshots()) == 1 + 2 * rounds
 
 
