@@ -1,10 +1,10 @@
 """A snapshot exists complete or not at all, however its writing ends.
 
-A first snapshot inserts its users as they are read and builds their indexes on a thread while
-the groups are still read, into an empty SQLite store with a rollback journal instead of the
-WAL. These tests kill the command while it writes, make the index thread fail, and make the
-reader fail while the thread works: each time the store must be as it was, and the next
-snapshot must be whole.
+A first snapshot inserts its users and builds their indexes on a writer thread while the groups
+are still read, into an empty SQLite store with a rollback journal instead of the WAL. These
+tests kill the command while it writes, make the writer thread fail (inserting, and building
+indexes), and make the reader fail while the thread works: each time the store must be as it
+was, and the next snapshot must be whole.
 """
 
 from __future__ import annotations
@@ -102,25 +102,26 @@ def test_a_first_snapshot_killed_while_it_writes_leaves_nothing_behind(big_org):
     assert _journal_mode(big_org) in (None, "wal")
 
 
-def test_a_failing_index_thread_fails_the_snapshot_in_one_line_and_writes_nothing(big_org, monkeypatch):
-    run = Db.run
+@pytest.mark.parametrize("step", ["insert", "run"])  # inserting users, building indexes
+def test_a_failing_writer_thread_fails_the_snapshot_in_one_line_and_writes_nothing(big_org, monkeypatch, step):
+    original = getattr(Db, step)
 
-    def failing(self, sql, params=()):
-        if threading.current_thread().name == "snapshot-indexes":
+    def failing(self, *args, **kwargs):
+        if threading.current_thread().name == "snapshot-writer":
             raise self.error("disk I/O error")
-        return run(self, sql, params)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Db, "run", failing)
+    monkeypatch.setattr(Db, step, failing)
     result = big_org.run("snapshot", "take")
     _failed_in_one_line(result, "disk I/O error")
     assert _snapshot_rows(big_org) == (0, 0)
     assert _journal_mode(big_org) in (None, "wal")
-    monkeypatch.setattr(Db, "run", run)
+    monkeypatch.setattr(Db, step, original)
     assert big_org.run("snapshot", "take").code == 0
     _check_whole(big_org)
 
 
-def test_a_reader_failing_while_the_indexes_are_built_leaves_nothing(big_org, monkeypatch):
+def test_a_reader_failing_while_the_thread_writes_leaves_nothing(big_org, monkeypatch):
     from rbac_migrate import snapshot
 
     def failing(self, kind, dn, raw):

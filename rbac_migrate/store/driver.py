@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
 
 CHUNK = 500  # values per IN (...) list
+MAX_VARIABLES = 900  # parameters per SQLite statement: below the 999 of SQLite before 3.32
 HEAD = "0009_current_names"  # the schema revision this code writes; store.migrations checks it against Alembic
 
 
@@ -89,8 +91,19 @@ class Db:
                     copy.write_row(fixed + row)
             return
         names = ", ".join([*constants, *columns])
-        values = ", ".join([*(str(int(value)) for value in constants.values()), *("?" * len(columns))])
-        self.raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({values})", rows)
+        one = "(" + ", ".join([*(str(int(value)) for value in constants.values()), *("?" * len(columns))]) + ")"
+        # Many rows per statement: fewer steps, and Python's lock is let go for each whole group of rows.
+        per = max(1, MAX_VARIABLES // len(columns))
+        whole = len(rows) - len(rows) % per
+        if whole:
+            statement = f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * per)}"
+            groups = (list(chain.from_iterable(rows[i : i + per])) for i in range(0, whole, per))
+            self.raw.executemany(statement, groups)
+        if whole < len(rows):
+            rest = rows[whole:]
+            self.raw.execute(
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(rest))}", list(chain.from_iterable(rest))
+            )
 
     def index_definitions(self, table: str) -> list[tuple[str, str]]:
         """(name, CREATE INDEX statement) of a table's secondary indexes, as the database holds them."""

@@ -281,49 +281,51 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
 
 
 class _Early:
-    """A first snapshot written as it is read: users inserted as they arrive, their indexes built on
-    a thread while the groups are still read.
+    """A first snapshot written as it is read: users inserted, then indexed, on a thread while the
+    reader goes on reading.
 
-    An index build is one long step in which SQLite (or PostgreSQL, in its own process) runs
-    without Python's lock, so it overlaps with reading. The inserts stay on the reader's thread:
-    a thread inserting row by row would wait for Python's lock at every row.
+    SQLite steps (many rows per statement) and index builds, and PostgreSQL's work in its own
+    process, run without Python's lock, so they overlap with reading. The reader hands over chunks
+    of rows with ``add`` and says ``done`` after the last one; the thread then builds the indexes.
     """
 
     def __init__(self, db: Db, head: Head) -> None:
+        import queue
+        import threading
+
         self.db = db
         self.snapshot_id = _insert_head(db, head)
         self.indexes = _drop_indexes(db)
         self.count = 0
-        self.thread = None
         self.error: BaseException | None = None
-
-    def add(self, rows: list[tuple]) -> None:
-        self.db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": self.snapshot_id})
-        self.count += len(rows)
-
-    def done(self) -> None:
-        """The last of the early rows is in: build the indexes while the reader goes on."""
-        import threading
-
-        self.thread = threading.Thread(target=self._build, name="snapshot-indexes", daemon=True)
+        self.chunks: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self.thread.start()
 
-    def _build(self) -> None:
+    def add(self, rows: list[tuple]) -> None:
+        if rows:
+            self.count += len(rows)
+            self.chunks.put(rows)
+
+    def done(self) -> None:
+        self.chunks.put(None)
+
+    def _run(self) -> None:
         try:
+            while (rows := self.chunks.get()) is not None:
+                self.db.insert("entry_versions", ROW_COLUMNS, rows, constants={"since": self.snapshot_id})
             for _name, definition in self.indexes:
                 self.db.run(definition)
         except BaseException as exc:  # handed to the reader's thread by join()
             self.error = exc
+            while self.chunks.get() is not None:  # let the reader hand over the rest
+                pass
 
     def join(self, quiet: bool = False) -> None:
-        """Wait for the index builds (building them now if the reader never said done); raise what
-        they met, unless ``quiet`` (the reader is already failing for its own reason)."""
-        if self.thread is None:
-            if quiet:
-                return
-            self._build()
-        else:
-            self.thread.join()
+        """Wait for the thread (telling it the rows are done, if the reader did not); raise what it
+        met, unless ``quiet`` (the reader is already failing for its own reason)."""
+        self.done()
+        self.thread.join()
         if self.error is not None and not quiet:
             raise self.error
 
