@@ -519,14 +519,6 @@ def refresh(settings: Settings, store: Store, progress=None, prompt=None, always
     return store.load_snapshot(taken.written.snapshot_id), taken.description
 
 
-def take_full(
-    settings: Settings, store: Store, progress=None, prompt=None
-) -> tuple[Snapshot, str, list[Change] | None]:
-    """A full read, saved; with what differs from an incremental read of the same moment (None without one)."""
-    taken = update(settings, store, progress, prompt, full=True)
-    return store.load_snapshot(taken.written.snapshot_id), taken.description, taken.differences
-
-
 def take_snapshot(settings: Settings, store: Store, progress=None, prompt=None) -> Snapshot:
     """Read the directory and store one snapshot (incrementally where the server offers it)."""
     return refresh(settings, store, progress, prompt, always=True)[0]
