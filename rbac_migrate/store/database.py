@@ -18,7 +18,7 @@ from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, migrations
 from . import snapshots as snapshot_store
-from .driver import Db, sqlite_pragmas
+from .driver import Db, first_line, sqlite_pragmas
 from .packing import Written
 from .schema import snapshots
 
@@ -289,9 +289,7 @@ class _Transaction:
 
 
 def _reason(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
+    return first_line(getattr(exc, "orig", None) or exc)
 
 
 def _info(row) -> SnapshotInfo:

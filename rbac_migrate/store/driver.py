@@ -9,7 +9,8 @@ connection's transaction) or one ``open_driver`` opened from the store URL alone
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -34,48 +35,39 @@ class Db:
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
-    def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    @contextmanager
+    def _executed(self, sql: str, params: Sequence) -> Iterator:
         cursor = self.raw.cursor()
         try:
             cursor.execute(self._sql(sql), params)
-            return cursor.fetchall()
+            yield cursor
         finally:
             cursor.close()
 
+    def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._executed(sql, params) as cursor:
+            return cursor.fetchall()
+
     def mapping(self, sql: str, params: Sequence = ()) -> dict:
         """{first column: second column} of the rows, built straight from the cursor."""
-        cursor = self.raw.cursor()
-        try:
-            cursor.execute(self._sql(sql), params)
+        with self._executed(sql, params) as cursor:
             return dict(cursor)
-        finally:
-            cursor.close()
 
     def scalar(self, sql: str, params: Sequence = ()):
         found = self.rows(sql, params)
         return found[0][0] if found else None
 
     def run(self, sql: str, params: Sequence = ()) -> None:
-        cursor = self.raw.cursor()
-        try:
-            cursor.execute(self._sql(sql), params)
-        finally:
-            cursor.close()
+        with self._executed(sql, params):
+            pass
 
     def rows_in(self, sql: str, values: Iterable, params: Sequence = ()) -> list[tuple]:
         """``sql`` with ``{marks}`` standing for an IN list, run over ``values`` a chunk at a time."""
-        ordered = sorted(set(values))
-        out: list[tuple] = []
-        for start in range(0, len(ordered), CHUNK):
-            chunk = ordered[start : start + CHUNK]
-            out += self.rows(sql.format(marks=", ".join("?" * len(chunk))), [*params, *chunk])
-        return out
+        return [row for query, chunk in _chunked(sql, values) for row in self.rows(query, [*params, *chunk])]
 
     def run_in(self, sql: str, values: Iterable, params: Sequence = ()) -> None:
-        ordered = sorted(set(values))
-        for start in range(0, len(ordered), CHUNK):
-            chunk = ordered[start : start + CHUNK]
-            self.run(sql.format(marks=", ".join("?" * len(chunk))), [*params, *chunk])
+        for query, chunk in _chunked(sql, values):
+            self.run(query, [*params, *chunk])
 
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple], constants: dict | None = None) -> None:
         """Insert many rows: COPY on PostgreSQL, executemany on SQLite. Values in the driver's form;
@@ -112,6 +104,14 @@ class Db:
         else:
             query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
         return sorted(row for row in self.rows(query, (table,)) if row[0].startswith("ix_"))
+
+
+def _chunked(sql: str, values: Iterable) -> Iterator[tuple[str, list]]:
+    """(``sql`` with its ``{marks}`` filled, the values) for each chunk of the distinct ``values``."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        yield sql.format(marks=", ".join("?" * len(chunk))), chunk
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -197,12 +197,9 @@ def masked(url: str) -> str:
 
 
 def first_line(exc: Exception) -> str:
+    """The first line of a database error: what a user is shown."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def store_error(exc: Exception, what: str) -> StoreError:
-    return StoreError(f"{what}: {first_line(exc)}")
 
 
 class DriverStore:
@@ -248,7 +245,7 @@ class DriverStore:
                 raise
             raw.execute("COMMIT") if sqlite else raw.commit()
         except self.db.error as exc:
-            raise store_error(exc, f"store {self.display_url}") from None
+            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
         finally:
             if journal:
                 self._back_to_wal()
