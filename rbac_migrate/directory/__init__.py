@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .address import parse_url
 from .values import attribute_key, decode_value, first_values
 
 if TYPE_CHECKING:
-    from .connection import Directory, ServerCapabilities, connect, escape_filter_chars, parse_url
+    from .connection import Directory, ServerCapabilities, connect, escape_filter_chars
 
 __all__ = [
     "Directory",
@@ -25,7 +26,7 @@ __all__ = [
     "first_values",
     "parse_url",
 ]
-_FROM_CONNECTION = {"Directory", "ServerCapabilities", "connect", "escape_filter_chars", "parse_url"}
+_FROM_CONNECTION = {"Directory", "ServerCapabilities", "connect", "escape_filter_chars"}
 
 
 def __getattr__(name: str):

@@ -22,10 +22,10 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, secure
 
 
-def target(settings: Settings) -> tuple[str, str]:
-    """("ldap[s]://host:port", TLS mode) for the configured URL and tls setting."""
+def endpoint(settings: Settings) -> tuple[str, int, str, str]:
+    """(host, port, "ldap[s]://host:port", TLS mode) for the configured URL and tls setting."""
     host, port, secure_url = parse_url(settings.url)
     mode = settings.tls_mode
     if secure_url and mode == "starttls":
         raise ConfigError("tls: starttls cannot be used with an ldaps:// url")
-    return f"{'ldaps' if mode == 'ldaps' else 'ldap'}://{host}:{port}", mode
+    return host, port, f"{'ldaps' if mode == 'ldaps' else 'ldap'}://{host}:{port}", mode

@@ -18,22 +18,11 @@ from ldap3.utils.conv import escape_filter_chars
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
 from . import address, libldap
-from .address import parse_url
 from .ranges import completed
 from .reads import Reads
-from .values import attribute_key, decode_value, first_values
 from .writes import Writer
 
-__all__ = [
-    "Directory",
-    "ServerCapabilities",
-    "attribute_key",
-    "connect",
-    "decode_value",
-    "escape_filter_chars",
-    "first_values",
-    "parse_url",
-]
+__all__ = ["Directory", "ServerCapabilities", "connect", "escape_filter_chars"]
 
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"
@@ -69,8 +58,7 @@ def _tls(settings: Settings) -> ldap3.Tls:
 def connect(settings: Settings, password: str | None) -> Directory:
     """Connect and bind as configured; every failure is one DirectoryError line."""
     settings.require("url")
-    target, mode = address.target(settings)
-    host, port, _secure = parse_url(settings.url)
+    host, port, target, mode = address.endpoint(settings)
     server = ldap3.Server(
         host,
         port=port,

@@ -278,7 +278,7 @@ def open_reader(settings: Settings, password: str | None) -> ReadDirectory | Non
     if _ldap is None:
         return None
     try:
-        target, mode = address.target(settings)
+        _host, _port, target, mode = address.endpoint(settings)
     except ConfigError:
         return None
     try:
@@ -288,13 +288,17 @@ def open_reader(settings: Settings, password: str | None) -> ReadDirectory | Non
     return ReadDirectory(reader, settings, target, mode)
 
 
+def _info(exc: Exception) -> dict:
+    """What libldap says of an error: result code, description, server's message."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+
+
 def _code(exc: Exception) -> int | None:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return info.get("result")
+    return _info(exc).get("result")
 
 
 def _describe(exc: Exception) -> str:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    info = _info(exc)
     text = info.get("desc") or type(exc).__name__
     if info.get("info"):
         text += f" ({info['info']})"
