@@ -104,6 +104,10 @@ class _Reader:
         self.by_norm[norm] = entity
         return (entity, identity, kind, dn, norm, name, name.lower(), uuid, enabled, attrs, None)
 
+    def entities(self) -> set[int]:
+        """The entities of the rows read so far, users and groups."""
+        return {row[ENTITY] for row in self.rows} | {row[ENTITY] for row, _values in self.groups}
+
     def know(self, kept: dict[bytes, int]) -> None:
         """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
         resolve to; an entry read now wins over a kept one with its DN."""
@@ -198,12 +202,17 @@ def _members(values: list[bytes]) -> list[bytes]:
     return [value for value in values if value.strip()]
 
 
+def _disabled_users_filter(settings: Settings) -> str:
+    """Users the disabled filter matches."""
+    return (
+        f"(&{as_filter(settings.user_filter, 'user_filter')}{as_filter(settings.disabled_filter, 'disabled_filter')})"
+    )
+
+
 def disabled_accounts(directory, settings: Settings) -> Iterator[tuple[str, dict]]:
     """The search for disabled users. Read it whole before asking anything else on the connection:
     slapd keeps the paging state of one search per connection."""
-    user_filter = as_filter(settings.user_filter, "user_filter")
-    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
-    return directory.search_raw(settings.user_base, f"(&{user_filter}{disabled_filter})", ["1.1"])
+    return directory.search_raw(settings.user_base, _disabled_users_filter(settings), ["1.1"])
 
 
 def disabled_among(directory, settings: Settings, users: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -213,8 +222,7 @@ def disabled_among(directory, settings: Settings, users: list[tuple[str, dict]])
     become disabled or enabled if the server reports its entry changed: an incremental read asks
     about those few, by identity, instead of listing every disabled account again.
     """
-    user_filter = as_filter(settings.user_filter, "user_filter")
-    disabled_filter = as_filter(settings.disabled_filter, "disabled_filter")
+    disabled = _disabled_users_filter(settings)
     key = identity_attribute(settings)
     by_identity, by_dn = [], []
     for dn, raw in users:
@@ -223,10 +231,9 @@ def disabled_among(directory, settings: Settings, users: list[tuple[str, dict]])
     found: list[tuple[str, dict]] = []
     for start in range(0, len(by_identity), IDENTITY_TERMS):
         terms = "".join(f"({key}={_escaped(value)})" for value in by_identity[start : start + IDENTITY_TERMS])
-        search = f"(&{user_filter}{disabled_filter}(|{terms}))"
-        found += directory.search_raw(settings.user_base, search, ["1.1"], paged=False)
+        found += directory.search_raw(settings.user_base, f"(&{disabled}(|{terms}))", ["1.1"], paged=False)
     for dn in by_dn:
-        found += directory.search_raw(dn, f"(&{user_filter}{disabled_filter})", ["1.1"], scope="base", paged=False)
+        found += directory.search_raw(dn, disabled, ["1.1"], scope="base", paged=False)
     return found
 
 
@@ -295,7 +302,7 @@ class _Incremental:
         self.gone = self._gone()
         members = _Lazy(latest.members)
         self._reread_holders(members, searched[1:])
-        changed = {row[ENTITY] for row in reader.rows} | {row[ENTITY] for row, _values in reader.groups}
+        changed = reader.entities()
         loose = [c for c in latest.of_kinds(LOOSE) if c.entity not in changed and c.entity not in self.gone]
         replaced = {c.entity for c in loose if c.norm in reader.by_norm}
         loose = [c for c in loose if c.entity not in replaced]
@@ -338,7 +345,7 @@ class _Incremental:
             present = changes.present.get(kind)
             if present is not None:
                 found |= {c.entity for c in latest.of_kinds((kind,)) if c.uuid not in present}
-        return found - {row[ENTITY] for row in self.reader.rows} - {row[ENTITY] for row, _v in self.reader.groups}
+        return found - self.reader.entities()
 
     def _reread_holders(self, members: _Lazy, groups: list[Search]) -> None:
         """Read again the groups that held an entry now renamed or gone.
@@ -346,14 +353,14 @@ class _Incremental:
         The directory rewrites their member values itself (AD's linked attributes, slapd's refint),
         and neither Content Sync's session log nor uSNChanged reports those rewrites.
         """
-        new_rows = [row for row in self.reader.rows] + [row for row, _values in self.reader.groups]
+        new_rows = [*self.reader.rows, *(row for row, _values in self.reader.groups)]
         entries = self.latest.current(row[ENTITY] for row in new_rows)
         moved = set(self.gone) | {
             row[ENTITY] for row in new_rows if row[ENTITY] in entries and entries[row[ENTITY]].norm != row[DN_NORM]
         }
         if not moved:
             return
-        changed = {row[ENTITY] for row in new_rows}
+        changed = self.reader.entities()
         holders = [
             g
             for g, held in members.value.items()
