@@ -84,3 +84,24 @@ def test_pages_of_one_entry_read_everything_and_agree_with_full_reads(org):
     """slapd follows one paged search per connection: a snapshot must never interleave two."""
     org.env["RBAC_MIGRATE_PAGE_SIZE"] = "1"
     _check_rounds(org, Changer(_admin(org), org, "openldap", seed=9), "RFC 4533 content sync", rounds=1)
+
+
+def test_connection_failures_on_the_libldap_path_read_as_for_any_command(org):
+    """snapshot take connects through libldap; when that fails, the error is ldap3's one line."""
+    import socket
+
+    from tests.support.cli import assert_one_line_error, run
+    from tests.test_errors import _closed_port
+
+    assert org.run("snapshot", "take").code == 0  # the store exists: the next take goes the lean way
+    wrong = {**org.env, "RBAC_MIGRATE_BIND_PASSWORD": "not-the-password"}
+    assert_one_line_error(run(["snapshot", "take"], wrong), "wrong bind DN or password")
+    port = _closed_port()
+    refused = run(["--url", f"ldap://127.0.0.1:{port}", "snapshot", "take"], org.env)
+    assert_one_line_error(refused, f"cannot reach ldap://127.0.0.1:{port}", "connection refused")
+    with socket.socket() as listener:  # accepts the connection, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        silent = run(["--url", f"ldap://127.0.0.1:{port}", "--set", "receive_timeout=1", "snapshot", "take"], org.env)
+    assert_one_line_error(silent, "did not answer within the timeout")
