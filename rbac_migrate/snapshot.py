@@ -165,31 +165,42 @@ class _Reader:
     def resolved_groups(self) -> list[tuple]:
         """Group rows with their member values resolved; entries found only as member values join ``rows``."""
         lookup = self.by_raw.get
-        out = []
+        out: list[tuple] = []
+        unmatched: list[int] = []
         for row, values in self.groups:
             try:  # every value a known DN byte for byte: the common case, a million times over
-                packed = pack(map(lookup, values))
-            except TypeError:  # a value to resolve by its normalised DN, or to add as a new entry
-                found = [lookup(value) for value in values]
-                pairs = zip(found, values, strict=True)
-                packed = pack(idx if idx is not None else self._resolve_one(value) for idx, value in pairs)
-            out.append((*row[:MEMBERS], packed))
+                out.append((*row[:MEMBERS], pack(map(lookup, values))))
+            except TypeError:  # values to resolve by their normalised DN, or to add as new entries
+                unmatched.append(len(out))
+                out.append(row)
+        if unmatched:
+            self._resolve(dict.fromkeys(v for i in unmatched for v in self.groups[i][1] if lookup(v) is None))
+            for i in unmatched:
+                out[i] = (*out[i][:MEMBERS], pack(map(lookup, self.groups[i][1])))
         return out
 
-    def _resolve_one(self, value: bytes) -> int:
-        text = value.decode("utf-8", "replace")
-        norm = dnutil.normalize(text)
-        found = self.by_norm.get(norm)
-        if found is None and self.kept_by_norm is not None:  # a kept entry spelt differently
-            found = self.kept_by_norm(norm)
-        if found is None:  # outside the managed entries: an existing entry elsewhere, or dangling
+    def _resolve(self, values: Iterable[bytes]) -> None:
+        """Resolve member values not known byte for byte: another spelling of a known DN, else an entry
+        outside the managed ones, existing elsewhere (external) or not at all (dangling)."""
+        new: dict[str, list[tuple[bytes, str]]] = {}  # normalised DN: its spellings, in order met
+        for value in values:
+            text = value.decode("utf-8", "replace")
+            norm = dnutil.normalize(text)
+            found = self.by_norm.get(norm)
+            if found is None and self.kept_by_norm is not None:  # a kept entry spelt differently
+                found = self.kept_by_norm(norm)
+            if found is None:
+                new.setdefault(norm, []).append((value, text))
+            else:
+                self.by_raw[value] = found
+        existing = self.directory.resolving(spellings[0][1] for spellings in new.values() if "=" in spellings[0][1])
+        for norm, spellings in new.items():
+            text = spellings[0][1]
             self.unknown += 1
-            kind = EXTERNAL if "=" in text and self.directory.resolves(text) else DANGLING
-            row = self.add(kind, text, norm, text, None, True, None)
+            row = self.add(EXTERNAL if text in existing else DANGLING, text, norm, text, None, True, None)
             self.rows.append(row)
-            found = row[ENTITY]
-        self.by_raw[value] = found
-        return found
+            for value, _text in spellings:
+                self.by_raw[value] = row[ENTITY]
 
 
 def _members(values: list[bytes]) -> list[bytes]:
@@ -375,11 +386,8 @@ class _Incremental:
 
     def _reclassified(self, loose: list[Current]) -> list[tuple]:
         """Entries member values point at outside the managed ones, looked at again: existing, or dangling."""
-        changed = []
-        for cur in loose:
-            kind = EXTERNAL if "=" in cur.dn and self.directory.resolves(cur.dn) else DANGLING
-            if kind != cur.kind:
-                changed.append(cur.entity)
+        existing = self.directory.resolving(cur.dn for cur in loose if "=" in cur.dn)
+        changed = [cur.entity for cur in loose if (EXTERNAL if cur.dn in existing else DANGLING) != cur.kind]
         rows = self.latest.rows(changed).values()
         return [(*row[:KIND], DANGLING if row[KIND] == EXTERNAL else EXTERNAL, *row[KIND + 1 :]) for row in rows]
 

@@ -105,3 +105,36 @@ def test_connection_failures_on_the_libldap_path_read_as_for_any_command(org):
         port = listener.getsockname()[1]
         silent = run(["--url", f"ldap://127.0.0.1:{port}", "--set", "receive_timeout=1", "snapshot", "take"], org.env)
     assert_one_line_error(silent, "did not answer within the timeout")
+
+
+def test_member_checks_sent_ahead_of_their_answers_agree_with_one_search_each(org):
+    """Member values outside the managed entries are checked together on the libldap path: more
+    at once than are ever in flight, existing or not, and names no server accepts as a DN."""
+    from rbac_migrate.config import load_settings
+    from rbac_migrate.directory.libldap import IN_FLIGHT, open_reader
+
+    admin = _admin(org)
+    elsewhere = f"ou=elsewhere,{org.sample.base_dn}"
+    assert admin.add(elsewhere, ["organizationalUnit"], {"ou": "elsewhere"})
+    existing = [f"cn=e{n},{elsewhere}" for n in range(IN_FLIGHT + 7)]
+    for dn in existing:
+        assert admin.add(dn, ["organizationalRole"], {"cn": dn.split(",")[0][3:]})
+    missing = [f"cn=m{n},{elsewhere}" for n in range(IN_FLIGHT)] + [f"uid=x,ou=nowhere,{org.sample.base_dn}"]
+    hostile = ["not a dn", "cn=", "cn=a\\", "=x", "cn=a,,dc=x", "cn=\x00", "cn=" + "z" * 5000]
+    asked = [dn for trio in zip(existing, missing, existing[::-1], strict=False) for dn in trio] + hostile
+    asked += existing[len(missing) :]
+
+    def one_search_each(dn: str) -> bool:  # the reference: ldap3, one base search per DN
+        try:
+            return admin.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["objectClass"])
+        except ldap3.core.exceptions.LDAPException:
+            return False
+
+    expected = {dn for dn in asked if one_search_each(dn)}
+    assert expected == set(existing)  # the reference tells existing entries from the rest
+    settings = load_settings(config=str(org.config), environ={})
+    with open_reader(settings, org.slapd.admin_password) as reader:
+        assert reader.resolving(asked) == expected
+        assert reader.resolving([]) == set()
+        # The connection is fit for the next search after all those answers.
+        assert [dn for dn, _raw in reader.search_raw(elsewhere, "(cn=e1)", ["cn"])] == [existing[1]]

@@ -13,13 +13,14 @@ Every write is made with ldap3 (``connection``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
-from . import address, contentsync
-from .reads import Reads
+from . import address, contentsync, values
+from .reads import Reads, stands_for_someone
 
 try:  # optional accelerator: `pip install rbac-migrate[fast]`
     import _ldap
@@ -31,6 +32,7 @@ SYNC_REFRESH_REQUIRED = 4096  # RFC 4533 e-syncRefreshRequired: the cookie is to
 SCOPES = {"base": 0, "one": 1, "subtree": 2}
 RES_SEARCH_ENTRY, RES_SEARCH_RESULT, RES_INTERMEDIATE = 0x64, 0x65, 0x79
 NO_SUCH_OBJECT, INVALID_DN_SYNTAX = 32, 34
+IN_FLIGHT = 64  # base searches sent ahead of the answers read
 
 
 def available() -> bool:
@@ -137,6 +139,32 @@ class Libldap:
             raise DirectoryError(f"search under {where} on {self.target} failed: {_describe(exc)}") from None
         return [(dn, raw) for dn, raw in data if dn is not None]
 
+    def bases(self, dns: list[str], attributes: list[str]) -> Iterator[tuple[str, dict[str, list[bytes]] | None]]:
+        """(dn, attributes or None where no such entry) of base searches, up to ``IN_FLIGHT`` at a time:
+        the server answers one while the next is on its way, rather than one round trip each."""
+        sent: deque[tuple[str, int]] = deque()
+        try:
+            for dn in dns:
+                if "\x00" in dn:  # no entry's DN holds a NUL, and libldap takes none
+                    yield dn, None
+                    continue
+                sent.append((dn, self._call(dn, self.conn.search_ext, dn, 0, "(objectClass=*)", attributes, 0)))
+                if len(sent) >= IN_FLIGHT:
+                    yield self._base_result(*sent.popleft())
+            while sent:
+                yield self._base_result(*sent.popleft())
+        finally:
+            self._abandon(sent)
+
+    def _base_result(self, dn: str, msgid: int) -> tuple[str, dict[str, list[bytes]] | None]:
+        try:
+            _type, data, _msgid, _controls = self.conn.result4(msgid, 1, self.timeout, 0, 0, 0)
+        except _ldap.LDAPError as exc:
+            if _code(exc) in (NO_SUCH_OBJECT, INVALID_DN_SYNTAX):
+                return dn, None
+            raise DirectoryError(f"search of {dn} on {self.target} failed: {_describe(exc)}") from None
+        return dn, next((raw for found, raw in data if found is not None), None)
+
     def sync(self, requests: list[tuple[str, str, Iterable[str], str | None]]) -> list[SyncResult] | None:
         """RFC 4533 refreshOnly searches, (base, filter, attributes, cookie) each; None when the
         server wants a full reload. All are sent before any answer is read, so the server works on
@@ -164,7 +192,7 @@ class Libldap:
             raise DirectoryError(f"content sync under {base} on {self.target}: {exc}") from None
         return results
 
-    def _abandon(self, sent: list[tuple[str, int]]) -> None:
+    def _abandon(self, sent: Iterable[tuple[str, int]]) -> None:
         for _base, msgid in sent:
             try:
                 self.conn.abandon_ext(msgid, None, None)
@@ -259,6 +287,11 @@ class ReadDirectory(Reads):
         if paged:
             return self.reader.search(base, search_filter, attributes, scope)
         return iter(self.reader.search_once(base, search_filter, attributes, scope, size_limit))
+
+    def resolving(self, dns: Iterable[str]) -> set[str]:
+        """As ``Reads.resolving``, with the searches sent ahead of their answers."""
+        found = self.reader.bases(list(dns), ["objectClass"])
+        return {dn for dn, raw in found if stands_for_someone(None if raw is None else values.decode(raw))}
 
     def close(self) -> None:
         self.reader.close()

@@ -10,6 +10,11 @@ from . import values
 FOREIGN_PRINCIPAL = "foreignsecurityprincipal"
 
 
+def stands_for_someone(attrs: dict[str, list[str]] | None) -> bool:
+    """An entry read with its objectClass that exists and is no foreign-security-principal placeholder."""
+    return attrs is not None and FOREIGN_PRINCIPAL not in {c.lower() for c in attrs.get("objectclass", [])}
+
+
 class Reads:
     """Searches decoded to text, single entries, the root DSE and base checks.
 
@@ -69,8 +74,12 @@ class Reads:
         AD keeps members from other domains, and SIDs nobody can resolve any more, as
         foreign-security-principal placeholders: entries that name no account in this directory.
         """
-        attrs = self.read_entry(dn, ["objectClass"])
-        return attrs is not None and FOREIGN_PRINCIPAL not in {c.lower() for c in attrs.get("objectclass", [])}
+        return stands_for_someone(self.read_entry(dn, ["objectClass"]))
+
+    def resolving(self, dns: Iterable[str]) -> set[str]:
+        """Which of these DNs ``resolves``: one search each here; a connection that can have many
+        searches in flight at once answers them together."""
+        return {dn for dn in dns if self.resolves(dn)}
 
     def check_base(self, name: str, base: str) -> None:
         """Fail with one line when a configured base DN does not exist."""

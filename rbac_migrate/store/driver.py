@@ -49,9 +49,10 @@ class Db:
             return cursor.fetchall()
 
     def mapping(self, sql: str, params: Sequence = ()) -> dict:
-        """{first column: second column} of the rows, built straight from the cursor."""
+        """{first column: second column} of the rows (fetched at once: psycopg builds rows one by
+        one in Python when iterated, all together in C when fetched)."""
         with self._executed(sql, params) as cursor:
-            return dict(cursor)
+            return dict(cursor.fetchall())
 
     def scalar(self, sql: str, params: Sequence = ()):
         found = self.rows(sql, params)

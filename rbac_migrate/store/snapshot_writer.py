@@ -203,13 +203,15 @@ class Latest:
 
     def names(self, skip: set[int]) -> dict[bytes, int]:
         """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
-        utf8 = "convert_to(dn, 'UTF8')" if self.db.postgres else "CAST(dn AS BLOB)"
-        index = "" if self.db.postgres else " INDEXED BY ix_entry_versions_current_names"  # covers the query
-        found = self.db.mapping(f"SELECT {utf8}, entity FROM entry_versions{index} WHERE until IS NULL")
+        if self.db.postgres:  # text, encoded here: a bytea column comes back hex-escaped, to decode
+            found = {dn.encode(): entity for dn, entity in self.db.rows(f"SELECT dn, entity {CURRENT}")}
+        else:  # SQLite hands the text's bytes over as they are stored
+            index = " INDEXED BY ix_entry_versions_current_names"  # covers the query
+            found = self.db.mapping(f"SELECT CAST(dn AS BLOB), entity FROM entry_versions{index} WHERE until IS NULL")
         if skip:
-            for dn, entity in self.db.rows_in(f"SELECT {utf8}, entity {CURRENT} AND entity IN ({{marks}})", skip):
-                if found.get(bytes(dn)) == entity:
-                    del found[bytes(dn)]
+            for dn, entity in self.db.rows_in(f"SELECT dn, entity {CURRENT} AND entity IN ({{marks}})", skip):
+                if found.get(dn.encode()) == entity:
+                    del found[dn.encode()]
         return found
 
 
