@@ -138,3 +138,37 @@ def test_member_checks_sent_ahead_of_their_answers_agree_with_one_search_each(or
         assert reader.resolving([]) == set()
         # The connection is fit for the next search after all those answers.
         assert [dn for dn, _raw in reader.search_raw(elsewhere, "(cn=e1)", ["cn"])] == [existing[1]]
+
+
+def test_a_full_read_resolves_every_member_value_whichever_page_its_entry_comes_on(org):
+    """Groups are packed as their page arrives; a value naming an entry not read yet (a group on a
+    later page), another spelling of a user's DN, a missing entry and one outside the managed
+    bases must still resolve as the test reads them here."""
+    admin = _admin(org)
+    grants, people = org.sample.grant_base, org.sample.people_dn
+    user = org.sample.users[3].dn
+    shouted = ",".join(part.split("=", 1)[0].upper() + "=" + part.split("=", 1)[1] for part in user.split(","))
+    outside = f"cn=outsider,{org.sample.base_dn}"
+    assert admin.add(outside, ["organizationalRole"], {"cn": "outsider"})
+    early, late = f"cn=g-early,{grants}", f"cn=g-late,{grants}"
+    holds = {
+        early: [late, shouted, outside, f"uid=ghost,{people}"],  # g-late is added, so read, after g-early
+        late: [user, early],
+    }
+    for dn in (early, late):
+        assert admin.add(dn, ["groupOfNames"], {"cn": dn.split(",")[0][3:], "member": holds[dn]}), admin.result
+    org.env["RBAC_MIGRATE_PAGE_SIZE"] = "1"
+    result = org.run("snapshot", "take")
+    assert result.code == 0, result.err
+    snap = open_store(org.store_url).load_snapshot()
+    by_dn = {e.dn.lower(): e for e in snap.entries}
+    by_idx = {e.idx: e for e in snap.entries}
+
+    def named(dn: str):  # the entry a value names: by its DN, attribute names in any case
+        return by_dn[dn.lower()]
+
+    for group, values in holds.items():
+        assert [by_idx[m].dn.lower() for m in snap.members[named(group).idx]] == [v.lower() for v in values], group
+    assert named(late).kind == "grant" and named(user).kind == "user"
+    assert named(outside).kind == "external" and named(f"uid=ghost,{people}").kind == "dangling"
+    assert not any(e.dn == shouted for e in snap.entries)  # the same user, not a second entry
