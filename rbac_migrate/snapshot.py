@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 IDENTITY_TERMS = 200  # identities per search for the disabled state of changed users
 EARLY_CHUNK = 10000  # users handed to a first snapshot's writer thread at a time
-# Groups a page in a full read: each carries its member values, and is packed while the server
-# prepares the next page, so the values of only a page or two are held at once.
-GROUP_PAGE = 50
 LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values
 KINDS = (USER, GRANT, ROLE, DANGLING, EXTERNAL)
 Progress = Callable[[str, int], None]
@@ -89,16 +86,13 @@ class _Reader:
         self.attrs_json: dict[tuple, str | None] = {}  # peers share one JSON text
         self.disabled = {dnutil.normalize(dn) for dn, _ in disabled}
         self.rows: list[tuple] = []  # users, and entries member values point at
-        # A group's row and its raw member values; or its row with members packed, and None.
-        self.groups: list[tuple[tuple, list[bytes] | None]] = []
+        self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
         self.by_raw: dict[bytes, int] = {}
         self.by_norm: dict[str, int] = {}
         # An incremental read knows kept entries by their exact DN only; other spellings are looked up.
         self.kept_by_norm: Callable[[str], int | None] | None = None
         self.unknown = 0
-        # A full read packs a group's members as it is read, once every user is known.
-        self.pack_now = False
 
     def add(self, kind: str, dn: str, norm: str, name: str, uuid: str | None, enabled: bool, attrs) -> tuple | None:
         """A new row, unless an entry with this DN came first."""
@@ -166,11 +160,6 @@ class _Reader:
             for name, member_values in raw.items():
                 if self.directory.attribute_key(name) == self.member_key:
                     members += _members(member_values)
-            if self.pack_now:
-                try:  # while the server prepares the next page
-                    row, members = (*row[:MEMBERS], pack(map(self.by_raw.get, members))), None
-                except TypeError:  # a value to resolve once everything is read
-                    pass
             self.groups.append((row, members))
 
     def resolved_groups(self) -> list[tuple]:
@@ -179,9 +168,6 @@ class _Reader:
         out: list[tuple] = []
         unmatched: list[int] = []
         for row, values in self.groups:
-            if values is None:  # packed as read
-                out.append(row)
-                continue
             try:  # every value a known DN byte for byte: the common case, a million times over
                 out.append((*row[:MEMBERS], pack(map(lookup, values))))
             except TypeError:  # values to resolve by their normalised DN, or to add as new entries
@@ -286,11 +272,9 @@ def take(directory, settings: Settings, latest: Latest, head: Head, report: Prog
     if early is not None:
         early.add(reader.rows[handed:])
         early.done()
-    reader.pack_now = True
-    group_page = min(settings.page_size, GROUP_PAGE)
     for search in groups:
         before = len(reader.groups)
-        for dn, raw in directory.search_raw(search.base, search.filter, search.attributes, page_size=group_page):
+        for dn, raw in directory.search_raw(search.base, search.filter, search.attributes):
             reader.group(search.name, dn, raw)
         report(f"{search.name} groups", len(reader.groups) - before)
     group_rows = reader.resolved_groups()

@@ -141,9 +141,9 @@ def test_member_checks_sent_ahead_of_their_answers_agree_with_one_search_each(or
 
 
 def test_a_full_read_resolves_every_member_value_whichever_page_its_entry_comes_on(org):
-    """Groups are packed as their page arrives; a value naming an entry not read yet (a group on a
-    later page), another spelling of a user's DN, a missing entry and one outside the managed
-    bases must still resolve as the test reads them here."""
+    """With pages of one entry, a value naming an entry on a later page (a group read after the
+    group holding it), another spelling of a user's DN, a missing entry and one outside the
+    managed bases must each resolve as the test reads them here."""
     admin = _admin(org)
     grants, people = org.sample.grant_base, org.sample.people_dn
     user = org.sample.users[3].dn

@@ -91,12 +91,7 @@ class Libldap:
         conn.set_option(_ldap.OPT_X_TLS_NEWCTX, 0)  # apply the TLS options above to this handle
 
     def search(
-        self,
-        base: str,
-        search_filter: str,
-        attributes: Iterable[str],
-        scope: str = "subtree",
-        page_size: int | None = None,
+        self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         """Yield (dn, {attribute: [raw values]}) page by page.
 
@@ -106,24 +101,20 @@ class Libldap:
         connection, and another request in between ends the paging without a word.
         """
         request = (base, SCOPES[scope], search_filter, list(attributes), 0)
-        size = page_size or self.page_size
-        msgid = self._call(base, self.conn.search_ext, *request, self._paging(size, b""), None, -1, 0)
-        yield from self._pages(base, request, size, msgid)
+        msgid = self._call(base, self.conn.search_ext, *request, self._paging(b""), None, -1, 0)
+        yield from self._pages(base, request, msgid)
 
-    @staticmethod
-    def _paging(size: int, cookie: bytes) -> list[tuple]:
-        return [(PAGED_RESULTS, True, _ldap.encode_page_control(size, cookie))]
+    def _paging(self, cookie: bytes) -> list[tuple]:
+        return [(PAGED_RESULTS, True, _ldap.encode_page_control(self.page_size, cookie))]
 
-    def _pages(
-        self, base: str, request: tuple, size: int, msgid: int | None
-    ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+    def _pages(self, base: str, request: tuple, msgid: int | None) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         try:
             while msgid is not None:
                 _type, data, _msgid, controls = self._call(base, self.conn.result4, msgid, 1, self.timeout, 0, 0, 0)
                 cookie = next((_ldap.decode_page_control(v)[1] for oid, _, v in controls if oid == PAGED_RESULTS), None)
                 msgid = None
                 if cookie:
-                    msgid = self._call(base, self.conn.search_ext, *request, self._paging(size, cookie), None, -1, 0)
+                    msgid = self._call(base, self.conn.search_ext, *request, self._paging(cookie), None, -1, 0)
                 for dn, raw in data:
                     if dn is not None:  # referrals come back without a DN
                         yield dn, raw
@@ -292,10 +283,9 @@ class ReadDirectory(Reads):
         scope: str = "subtree",
         paged: bool = True,
         size_limit: int = 0,
-        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         if paged:
-            return self.reader.search(base, search_filter, attributes, scope, page_size)
+            return self.reader.search(base, search_filter, attributes, scope)
         return iter(self.reader.search_once(base, search_filter, attributes, scope, size_limit))
 
     def resolving(self, dns: Iterable[str]) -> set[str]:

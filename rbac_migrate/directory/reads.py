@@ -18,9 +18,8 @@ def stands_for_someone(attrs: dict[str, list[str]] | None) -> bool:
 class Reads:
     """Searches decoded to text, single entries, the root DSE and base checks.
 
-    A subclass provides ``search_raw(base, filter, attributes, scope, paged, size_limit, page_size)``
-    yielding ``(dn, {attribute as the server names it: [raw values]})``, and ``target``; a paged
-    search asks for ``page_size`` entries a page, by default the configured page size.
+    A subclass provides ``search_raw(base, filter, attributes, scope, paged, size_limit)``
+    yielding ``(dn, {attribute as the server names it: [raw values]})``, and ``target``.
     """
 
     target: str
@@ -38,7 +37,6 @@ class Reads:
         scope: str = "subtree",
         paged: bool = True,
         size_limit: int = 0,
-        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         raise NotImplementedError
 
