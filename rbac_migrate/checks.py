@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from . import dn as dnutil
 from .config import Settings
 from .connections import Prompt, directory_for
-from .snapshot import GROUP_FILTER, as_filter
+from .kinds import GROUP_FILTER
+from .snapshot import as_filter
 
 if TYPE_CHECKING:
     from .directory import Directory, ServerCapabilities

@@ -17,6 +17,8 @@ ROLE = "role"
 EXTERNAL = "external"  # exists in the directory, outside the managed users and groups
 DANGLING = "dangling"  # a member value that points at no entry
 GROUP_KINDS = (GRANT, ROLE)
+# The object classes a grant or role group may have: OpenLDAP's two, and Active Directory's.
+GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 KINDS = (USER, GRANT, ROLE, EXTERNAL, DANGLING)
 
 

@@ -21,7 +21,7 @@ from .bulkwork import bulk_work
 from .config import Settings
 from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
-from .kinds import DANGLING, EXTERNAL, GRANT, ROLE, USER
+from .kinds import DANGLING, EXTERNAL, GRANT, GROUP_FILTER, ROLE, USER
 from .store.packing import Written, pack, unpack
 from .store.snapshot_writer import DN_NORM, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .model import Snapshot
     from .store import Store
 
-GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 IDENTITY_TERMS = 200  # identities per search for the disabled state of changed users
 EARLY_CHUNK = 10000  # users handed to a first snapshot's writer thread at a time
 LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values

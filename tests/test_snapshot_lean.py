@@ -89,6 +89,7 @@ def test_pages_of_one_entry_read_everything_and_agree_with_full_reads(org):
 def test_connection_failures_on_the_libldap_path_read_as_for_any_command(org):
     """snapshot take connects through libldap; when that fails, the error is ldap3's one line."""
     import socket
+    import threading
 
     from tests.support.cli import assert_one_line_error, run
     from tests.test_errors import _closed_port
@@ -99,12 +100,33 @@ def test_connection_failures_on_the_libldap_path_read_as_for_any_command(org):
     port = _closed_port()
     refused = run(["--url", f"ldap://127.0.0.1:{port}", "snapshot", "take"], org.env)
     assert_one_line_error(refused, f"cannot reach ldap://127.0.0.1:{port}", "connection refused")
-    with socket.socket() as listener:  # accepts the connection, never answers
+    with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
+        listener.listen(8)
+        listener.settimeout(0.2)
         port = listener.getsockname()[1]
-        silent = run(["--url", f"ldap://127.0.0.1:{port}", "--set", "receive_timeout=1", "snapshot", "take"], org.env)
-    assert_one_line_error(silent, "did not answer within the timeout")
+        accepted: list[socket.socket] = []
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except OSError:  # timed out: look at done again
+                    pass
+
+        done = threading.Event()
+        acceptor = threading.Thread(target=accept)
+        acceptor.start()
+        try:
+            argv = ["--url", f"ldap://127.0.0.1:{port}", "--set", "receive_timeout=1", "snapshot", "take"]
+            silent = run(argv, org.env)
+        finally:
+            done.set()
+            acceptor.join()
+            for conn in accepted:
+                conn.close()
+    assert_one_line_error(silent, f"ldap://127.0.0.1:{port} did not answer within the timeout")
+    assert len(accepted) == 1  # said after one wait, not after a second try through ldap3
 
 
 def test_member_checks_sent_ahead_of_their_answers_agree_with_one_search_each(org):

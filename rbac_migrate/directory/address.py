@@ -22,6 +22,11 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, secure
 
 
+def no_answer(target: str) -> str:
+    """What to say of a server that took the connection and never answered."""
+    return f"{target} did not answer within the timeout: check the server and receive_timeout"
+
+
 def endpoint(settings: Settings) -> tuple[str, int, str, str]:
     """(host, port, "ldap[s]://host:port", TLS mode) for the configured URL and tls setting."""
     host, port, secure_url = parse_url(settings.url)

@@ -17,6 +17,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
+from ..kinds import GROUP_FILTER
 from . import address, libldap
 from .ranges import completed
 from .reads import Reads
@@ -27,7 +28,6 @@ __all__ = ["Directory", "ServerCapabilities", "connect", "escape_filter_chars"]
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 TRANSACTIONS = "1.3.6.1.1.21.1"
 ASSERTION = "1.3.6.1.1.12"
-GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def _explain(exc: Exception, target: str, settings: Settings) -> str:
     if isinstance(exc, lx.LDAPStartTLSError):
         return f"StartTLS with {target} failed: {text}"
     if isinstance(exc, (lx.LDAPSocketReceiveError, lx.LDAPResponseTimeoutError)) or "timed out" in text:
-        return f"{target} did not answer within the timeout: check the server and receive_timeout"
+        return address.no_answer(target)
     if isinstance(exc, lx.LDAPSocketOpenError):
         reason = "connection refused" if "refused" in text.lower() else text.split(":")[-1].strip() or text
         return f"cannot reach {target}: {reason}"

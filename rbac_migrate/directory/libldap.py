@@ -59,6 +59,10 @@ class SyncResult:
             self.complete = True
 
 
+class NoAnswer(DirectoryError):
+    """The server took the connection and did not answer in time."""
+
+
 class Libldap:
     """A read-only libldap connection, bound as configured, for large paged searches and Content Sync."""
 
@@ -75,6 +79,8 @@ class Libldap:
                 self.conn.start_tls_s()
             msgid = self.conn.simple_bind(settings.bind_dn or "", password or "", None, None)
             self.conn.result4(msgid, 1, self.timeout, 0, 0, 0)
+        except _ldap.TIMEOUT:  # asking again through ldap3 would only wait as long a second time
+            raise NoAnswer(address.no_answer(target)) from None
         except _ldap.LDAPError as exc:
             raise DirectoryError(f"bulk read connection to {self.target} failed: {_describe(exc)}") from None
 
@@ -306,7 +312,8 @@ class ReadDirectory(Reads):
 def open_reader(settings: Settings, password: str | None) -> ReadDirectory | None:
     """A read-only directory through libldap; None when python-ldap is missing or the connection fails.
 
-    On None the caller connects with ldap3, whose errors say precisely what went wrong.
+    On None the caller connects with ldap3, whose errors say precisely what went wrong; a server
+    that does not answer at all is reported at once (``NoAnswer``), not waited for twice.
     """
     if _ldap is None:
         return None
@@ -316,6 +323,8 @@ def open_reader(settings: Settings, password: str | None) -> ReadDirectory | Non
         return None
     try:
         reader = Libldap(settings, password, target, mode)
+    except NoAnswer:
+        raise
     except DirectoryError:
         return None
     return ReadDirectory(reader, settings, target, mode)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from .. import dn as dnutil
 from ..config import Settings
 from ..errors import NotFoundError, UsageError
+from ..kinds import GROUP_FILTER
 from ..model import GRANT, ROLE, USER, Entry
-from ..snapshot import GROUP_FILTER, as_filter
+from ..snapshot import as_filter
 
 # groupOfNames must keep one member value; the empty DN names no entry, so it holds a role group
 # open without making anyone a holder (slapd accepts it; refint and dynlist leave it alone).
