@@ -273,7 +273,12 @@ def _same_scope(book: Playbook, values: dict[str, str], other: RunState) -> bool
     """Runs of one playbook on the same role (or, without a role, any two runs of it) share their gates."""
     if other.playbook != book.name:
         return False
-    return "role" not in values or str(other.values.get("role", "")).lower() == values["role"].lower()
+    return "role" not in values or _same_role(values, other)
+
+
+def _same_role(values: dict[str, str], other: RunState) -> bool:
+    """Both runs name one role: another playbook's open run there would skip that run's gates."""
+    return "role" in values and str(other.values.get("role", "")).lower() == values["role"].lower()
 
 
 def _find_run(book: Playbook, values: dict[str, str], store) -> RunState | None:
@@ -284,6 +289,12 @@ def _find_run(book: Playbook, values: dict[str, str], store) -> RunState | None:
     """
     runs = list(runs_from(store.audit_records()).values())
     for other in runs:
+        if other.open and other.playbook != book.name and _same_role(values, other):
+            raise PlaybookError(
+                f"run {other.run_id} of {other.playbook} is still open on role {values['role']}: one playbook "
+                f"at a time works on a role, so finish that run, or end it with "
+                f"'rbac-migrate playbook cancel {other.run_id}'"
+            )
         if other.open and _same_scope(book, values, other):
             if other.values != values:
                 given = " ".join(f"--var {k}={v}" for k, v in other.values.items())

@@ -182,6 +182,23 @@ def test_an_open_runs_gate_holds_against_other_variables(org):
     assert fresh.code == 0, fresh.err
 
 
+def test_another_playbook_cannot_work_on_a_role_while_a_run_is_open_there(org, tmp_path):
+    """A copy of the waves playbook under another name would otherwise start a run of its own on
+    the role and skip the open run's gates."""
+    copy = tmp_path / "faster-waves.yml"
+    copy.write_text(Path(WAVES).read_text().replace("name: migrate-role-in-waves", "name: faster-waves", 1))
+    first = _waves(org, "--var", "soak=1h", "--yes")
+    assert first.code == 5, first.err
+    run_id = json.loads(org.run("playbook", "status", "--format", "json").out)[0]["run"]
+    args = ["playbook", "run", str(copy), "--var", "ticket=CHG-11", "--var", "soak=0s", "--yes"]
+    refused = org.run(*args, "--var", f"role={ROLE.upper()}")
+    assert_one_line_error(refused, f"run {run_id} of migrate-role-in-waves is still open on role", "cancel")
+    assert [len(b.plan["units"]) for b in open_store(org.store_url).batches()] == [1]  # nothing more moved
+    assert org.run("playbook", "cancel", run_id, "--reason", "switching playbook").code == 0
+    after = org.run(*args, "--var", f"role={ROLE}")
+    assert after.code == 0, after.err
+
+
 def test_override_gate_opens_one_wait_early_and_is_audited(org):
     assert _waves(org, "--var", "soak=1h", "--yes").code == 5
     opened = _waves(org, "--var", "soak=1h", "--yes", "--override-gate", "first user checked by phone")
