@@ -43,6 +43,16 @@ def snapshot_store_for(settings: Settings) -> Store | DriverStore:
     return DriverStore(db, settings.store)
 
 
+def reading_store_for(settings: Settings) -> Store | DriverStore:
+    """The store for a command that only reads snapshots: through its driver alone where the store
+    exists and is up to date, so the command need not import SQLAlchemy; otherwise as ``store_for``
+    (which creates or upgrades it)."""
+    from .store.driver import DriverStore, open_driver
+
+    db = open_driver(settings.store)
+    return DriverStore(db, settings.store) if db is not None else store_for(settings)
+
+
 def directory_for(settings: Settings, prompt: Prompt | None = None) -> Directory:
     """Connect and bind with the configured profile."""
     from .directory import connect

@@ -22,16 +22,17 @@ from tests.test_snapshot_sync import Changer, _check_rounds
 PROBE = """
 import sys
 from rbac_migrate.cli import main
-code = main(["snapshot", "take"])
+code = main(sys.argv[1:] or ["snapshot", "take"])
 print(sorted(m for m in ("sqlalchemy", "ldap3", "alembic", "pyasn1", "ldap") if m in sys.modules))
 sys.exit(code)
 """
 
 
-def _probe(org) -> subprocess.CompletedProcess:
+def _probe(org, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RBAC_MIGRATE_")}
     env.update(org.env)
-    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    argv = [sys.executable, "-c", PROBE, *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
 
 def _admin(org) -> ldap3.Connection:
@@ -194,3 +195,43 @@ def test_a_full_read_resolves_every_member_value_whichever_page_its_entry_comes_
     assert named(late).kind == "grant" and named(user).kind == "user"
     assert named(outside).kind == "external" and named(f"uid=ghost,{people}").kind == "dangling"
     assert not any(e.dn == shouted for e in snap.entries)  # the same user, not a second entry
+
+
+def test_access_reads_through_the_driver_alone_and_answers_as_the_full_store_does(org_on_store):
+    """access show / explain on an up-to-date store load neither SQLAlchemy nor ldap3, for the
+    latest snapshot and an earlier one, and say what the SQLAlchemy store's reading says."""
+    import json
+
+    from rbac_migrate import access
+
+    assert org_on_store.run("snapshot", "take").code == 0
+    Changer(_admin(org_on_store), org_on_store, "openldap", seed=11).round(6)
+    assert org_on_store.run("snapshot", "take").code == 0
+    store = open_store(org_on_store.store_url)
+    holders = [u for u in org_on_store.sample.users if u.roles and not u.leaver]
+    user = holders[0].uid
+    for ref in ("1", "-1", "latest"):
+        proc = _probe(org_on_store, "access", "show", user, "--snapshot", ref, "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        *document, loaded = proc.stdout.splitlines()
+        assert loaded == "[]", proc.stdout
+        expected = access.access_show(store, user, ref)
+        shown = json.loads("\n".join(document))
+        assert shown["snapshot"] == expected.snapshot_id == store.snapshot_info(ref).id
+        assert shown["roles"] == [r.name for r in expected.roles]
+        assert [(g["dn"], g["sources"]) for g in shown["grants"]] == [(g.group.dn, g.sources) for g in expected.grants]
+        assert shown["grants"], "the user reaches grants in every snapshot"
+    target = shown["grants"][0]["grant"]  # a grant the user holds in the latest snapshot
+    proc = _probe(org_on_store, "access", "explain", user, target, "--format", "json")
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "[]", proc.stdout + proc.stderr
+    _entry, _target, paths = access.access_explain(store, user, target)
+    assert len(json.loads("\n".join(proc.stdout.splitlines()[:-1]))["paths"]) == len(paths) > 0
+    for args, fragment in (
+        (("access", "show", "nobody-here"), "nobody-here"),
+        (("access", "show", user, "--snapshot", "99"), "no snapshot 99"),
+        (("access", "show", user, "--snapshot", "soon"), "snapshot 'soon' is not a number"),
+    ):
+        failed = _probe(org_on_store, *args)
+        assert failed.returncode != 0 and failed.stdout.splitlines()[-1] == "[]"
+        lines = failed.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines

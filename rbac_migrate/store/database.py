@@ -16,7 +16,7 @@ from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
 from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
-from . import journal, migrations
+from . import journal, migrations, reading
 from . import snapshots as snapshot_store
 from .driver import Db, first_line, sqlite_pragmas
 from .packing import Written
@@ -191,21 +191,7 @@ class Store:
 
     def snapshot_info(self, ref: int | str | None = None) -> SnapshotInfo:
         """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
-        listing = self.snapshots()
-        if not listing:
-            raise NotFoundError("no snapshot yet: run 'rbac-migrate snapshot take'")
-        if ref in (None, "latest"):
-            return listing[-1]
-        try:
-            number = int(ref)
-        except (TypeError, ValueError):
-            raise NotFoundError(f"snapshot '{ref}' is not a number or 'latest'") from None
-        if number < 0 and -number <= len(listing):
-            return listing[number - 1]
-        for info in listing:
-            if info.id == number:
-                return info
-        raise NotFoundError(f"no snapshot {ref}: 'rbac-migrate snapshot list' shows them")
+        return reading.pick(self.snapshots(), ref)
 
     def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None) -> Snapshot:
         """Load a whole snapshot, or only entries of the given kinds plus every group."""
@@ -214,24 +200,12 @@ class Store:
             return self._load(conn, info.id, kinds)
 
     def _load(self, conn: Connection, snapshot_id: int, kinds: tuple[str, ...] | None) -> Snapshot:
-        head = conn.execute(select(snapshots).where(snapshots.c.id == snapshot_id)).one()
-        latest = snapshot_id == snapshot_store.latest_id(conn)
-        entries, members = snapshot_store.load_entries(conn, snapshot_id, latest, kinds)
-        return Snapshot(
-            taken_at=head.taken_at,
-            source=head.source,
-            flavour=head.flavour,
-            bases=head.bases,
-            entries=entries,
-            members=members,
-            id=snapshot_id,
-        )
+        return reading.load(_driver(conn), snapshot_id, kinds)
 
     def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list[Entry]:
         """Entries of the given kinds whose name or DN matches (case-insensitively)."""
         with self.connect() as conn:
-            latest = snapshot_id == snapshot_store.latest_id(conn)
-            return snapshot_store.find_entries(conn, snapshot_id, latest, name_or_dn, tuple(kinds))
+            return reading.find_entries(_driver(conn), snapshot_id, name_or_dn, tuple(kinds))
 
     # -- roles --------------------------------------------------------------------------
 

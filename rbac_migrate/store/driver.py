@@ -214,11 +214,30 @@ class DriverStore:
         from ..kinds import SnapshotInfo
 
         query = "SELECT id, taken_at, source, users, grants, roles, memberships FROM snapshots ORDER BY id"
-        return [SnapshotInfo(row[0], _when(row[1]), *row[2:]) for row in self.db.rows(query)]
+        return [SnapshotInfo(row[0], aware(row[1]), *row[2:]) for row in self.db.rows(query)]
 
-    def snapshot_info(self, ref: int | None = None):
-        listing = self.snapshots()
-        return next(info for info in listing if info.id == ref) if ref is not None else listing[-1]
+    def snapshot_info(self, ref: int | str | None = None):
+        from .reading import pick
+
+        return pick(self.snapshots(), ref)
+
+    def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None):
+        """As ``Store.load_snapshot``."""
+        from .reading import load
+
+        return self._reading(load, self.snapshot_info(ref).id, kinds)
+
+    def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list:
+        """As ``Store.find_entries``."""
+        from .reading import find_entries
+
+        return self._reading(find_entries, snapshot_id, name_or_dn, kinds)
+
+    def _reading(self, read, *args):
+        try:
+            return read(self.db, *args)
+        except self.db.error as exc:
+            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
 
     def sync_state(self) -> dict | None:
         import json
@@ -269,7 +288,8 @@ class DriverStore:
         self.db.raw.close()
 
 
-def _when(value):
+def aware(value):
+    """A stored timestamp as an aware UTC datetime (SQLite hands back text, naive UTC)."""
     from datetime import datetime, timezone
 
     if isinstance(value, str):

@@ -10,14 +10,12 @@ packed array of those numbers.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import Text, and_, cast, delete, func, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Connection
 
-from .. import dn as dnutil
-from ..model import GROUP_KINDS, Entry
-from .packing import unpack
+from .driver import aware
 from .schema import entry_versions, snapshots
 
 V = entry_versions.c
@@ -28,62 +26,6 @@ def valid_at(snapshot_id: int, latest: bool = False):
     if latest:
         return V.until.is_(None)
     return and_(V.since <= snapshot_id, or_(V.until.is_(None), V.until > snapshot_id))
-
-
-def latest_id(conn: Connection) -> int | None:
-    return conn.execute(select(func.max(snapshots.c.id))).scalar()
-
-
-# -- writing ------------------------------------------------------------------------------------
-
-
-def _raw(conn: Connection, query) -> list[tuple]:
-    """Rows straight from the driver: building 100,000 rows through SQLAlchemy costs several times more."""
-    # Only integers and fixed kind names are bound, so inlining them spares each driver's parameter style.
-    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-def load_entries(
-    conn: Connection, snapshot_id: int, latest: bool, kinds: tuple[str, ...] | None
-) -> tuple[list[Entry], dict[int, tuple[int, ...]]]:
-    """A snapshot's entries in entity order, and each group's members; peers share one attribute mapping."""
-    query = select(V.entity, V.kind, V.dn, V.name, V.uuid, V.enabled, cast(V.attrs, Text), V.members).where(
-        valid_at(snapshot_id, latest)
-    )
-    if kinds is not None:
-        query = query.where(V.kind.in_(sorted(set(kinds) | set(GROUP_KINDS))))
-    decoded: dict[str | None, dict] = {None: {}}
-    entries, members = [], {}
-    for idx, kind, dn, name, uuid, enabled, attrs, packed in _raw(conn, query.order_by(V.entity)):
-        found = decoded.get(attrs)
-        if found is None:
-            found = decoded[attrs] = json.loads(attrs) or {}
-        entries.append(Entry(idx, kind, dn, name, uuid, bool(enabled), found))
-        if kind in GROUP_KINDS:
-            members[idx] = unpack(packed)
-    return entries, members
-
-
-def find_entries(conn: Connection, snapshot_id: int, latest: bool, name_or_dn: str, kinds: tuple[str, ...]):
-    """Entries of the given kinds whose name or DN matches (case-insensitively)."""
-    column, key = (
-        (V.dn_norm, dnutil.normalize(name_or_dn)) if "=" in name_or_dn else (V.name_norm, name_or_dn.strip().lower())
-    )
-    query = select(entry_versions).where(column == key, V.kind.in_(kinds), valid_at(snapshot_id, latest))
-    return [_entry(row) for row in conn.execute(query.order_by(V.entity)).all()]
-
-
-def _entry(row) -> Entry:
-    attrs = row.attrs
-    if isinstance(attrs, str):  # some drivers hand JSON back as text
-        attrs = json.loads(attrs)
-    return Entry(row.entity, row.kind, row.dn, row.name, row.uuid, bool(row.enabled), attrs or {})
 
 
 def sync_state(conn: Connection, snapshot_id: int) -> dict | None:
@@ -106,7 +48,7 @@ def prune(conn: Connection, keep: int | None, older_than: datetime | None) -> li
     if keep is not None:
         doomed |= {row.id for row in listing[: max(len(listing) - keep, 0)]}
     if older_than is not None:
-        doomed |= {row.id for row in listing if _aware(row.taken_at) < older_than}
+        doomed |= {row.id for row in listing if aware(row.taken_at) < older_than}
     doomed.discard(listing[-1].id)
     if not doomed:
         return []
@@ -115,7 +57,3 @@ def prune(conn: Connection, keep: int | None, older_than: datetime | None) -> li
     still_held = select(kept.c.id).where(kept.c.id >= V.since, or_(V.until.is_(None), kept.c.id < V.until)).exists()
     conn.execute(delete(entry_versions).where(~still_held))
     return sorted(doomed)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
