@@ -43,10 +43,11 @@ def snapshot_store_for(settings: Settings) -> Store | DriverStore:
     return DriverStore(db, settings.store)
 
 
-def reading_store_for(settings: Settings) -> Store | DriverStore:
-    """The store for a command that only reads snapshots: through its driver alone where the store
-    exists and is up to date, so the command need not import SQLAlchemy; otherwise as ``store_for``
-    (which creates or upgrades it)."""
+def lean_store_for(settings: Settings) -> Store | DriverStore:
+    """The store for a command that reads snapshots and the role catalogue, and at most keeps joiner
+    proposals or writes a snapshot: through its driver alone where the store exists and is up to
+    date, so the command need not import SQLAlchemy; otherwise as ``store_for`` (which creates or
+    upgrades it)."""
     from .store.driver import DriverStore, open_driver
 
     db = open_driver(settings.store)

@@ -520,19 +520,20 @@ def _previous_state(store: Store, method: str | None, fingerprint: str) -> tuple
     return state, ""
 
 
-def refresh(settings: Settings, store: Store, progress=None, prompt=None, always: bool = False) -> tuple[Snapshot, str]:
-    """A fresh snapshot, read incrementally where possible; with the one-line description of the read.
+def refresh(settings: Settings, store: Store, progress=None, prompt=None, always: bool = False) -> tuple[int, str]:
+    """A fresh snapshot, read incrementally where possible: its id, with the one-line description
+    of the read. Nothing is loaded: a command reads from the store what it needs.
 
-    When nothing changed since the latest snapshot, that snapshot is returned and nothing is
+    When nothing changed since the latest snapshot, that snapshot's id is returned and nothing is
     written, unless ``always``.
     """
     taken = update(settings, store, progress, prompt, skip_unchanged=not always)
     if taken.written.snapshot_id is None:
         latest = store.snapshot_info()
-        return store.load_snapshot(latest.id), f"{taken.description}; nothing changed since snapshot {latest.id}"
-    return store.load_snapshot(taken.written.snapshot_id), taken.description
+        return latest.id, f"{taken.description}; nothing changed since snapshot {latest.id}"
+    return taken.written.snapshot_id, taken.description
 
 
 def take_snapshot(settings: Settings, store: Store, progress=None, prompt=None) -> Snapshot:
     """Read the directory and store one snapshot (incrementally where the server offers it)."""
-    return refresh(settings, store, progress, prompt, always=True)[0]
+    return store.load_snapshot(refresh(settings, store, progress, prompt, always=True)[0])

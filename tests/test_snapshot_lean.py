@@ -235,3 +235,54 @@ def test_access_reads_through_the_driver_alone_and_answers_as_the_full_store_doe
         assert failed.returncode != 0 and failed.stdout.splitlines()[-1] == "[]"
         lines = failed.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
+
+
+def test_joiner_propose_reads_the_catalogue_and_keeps_its_proposals_through_the_driver(org_on_store):
+    """joiner propose loads neither SQLAlchemy nor ldap3 on an up-to-date store, keeps its
+    proposals where onboard (through SQLAlchemy) finds and carries them out, and sees a role
+    created since the snapshot through the catalogue; on SQLite and PostgreSQL."""
+    import json
+    from datetime import datetime, timezone
+
+    from rbac_migrate import connections
+    from rbac_migrate.config import load_settings
+    from rbac_migrate.roles import query as roles_query
+    from tests.test_onboarding import ROLE, _newbie
+    from tests.test_roles import role_dn, values
+
+    dept, title = org_on_store.sample.role_profiles[ROLE]
+    dn = _newbie(org_on_store, dept, title)
+    _newbie(org_on_store, dept, title, uid="newbie2")
+    assert org_on_store.run("snapshot", "take").code == 0
+    store = open_store(org_on_store.store_url)
+    settings = load_settings(config=str(org_on_store.config), environ={})
+
+    def propose(uid: str) -> dict:
+        proc = _probe(org_on_store, "joiner", "propose", uid, "--no-refresh", "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        *document, loaded = proc.stdout.splitlines()
+        assert loaded == "[]", proc.stdout
+        shown = json.loads("\n".join(document))
+        expected = roles_query.propose(settings, store, uid).result.proposals
+        assert [p["roles"] for p in shown["proposals"]] == [[r.name for r in p.roles] for p in expected]
+        return shown
+
+    shown = propose("newbie")
+    assert shown["proposals"][0]["roles"] == [ROLE]
+    kept_id, kept_at, body = store.roles.latest_proposals(dn)
+    assert kept_id == shown["kept_as"] and kept_at.tzinfo is not None
+    assert [p["number"] for p in body["proposals"]] == [p["number"] for p in shown["proposals"]]
+    onboard = org_on_store.run("joiner", "onboard", "newbie", "--proposal", "1", "--yes")
+    assert onboard.code == 0, onboard.err
+    assert dn.lower() in values(org_on_store, role_dn(org_on_store, ROLE), "member")
+    # A role created since the snapshot: the catalogue, read through the driver, knows it.
+    before = datetime.now(timezone.utc)
+    grant = next(g for g in org_on_store.sample.groups if g.kind == "grant")
+    assert org_on_store.run("role", "create", "role-lean", "--grant", grant.cn, "--yes").code == 0
+    lean = connections.lean_store_for(settings)
+    assert type(lean).__name__ == "DriverStore"
+    (made,) = [d for d in lean.roles.definitions() if d.name == "role-lean"]
+    assert [g.lower() for g in made.grants] == [grant.dn.lower()] and made.state == "active"
+    assert before <= made.created_at <= made.updated_at <= datetime.now(timezone.utc)
+    assert made in store.roles.definitions(include_deleted=True)
+    assert propose("newbie2")["proposals"]

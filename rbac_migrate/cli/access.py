@@ -26,7 +26,7 @@ def show(app, user, snapshot, fmt) -> None:
     Example:
       rbac-migrate access show alice --format json
     """
-    result = access.access_show(connections.reading_store_for(app.settings), user, snapshot)
+    result = access.access_show(connections.lean_store_for(app.settings), user, snapshot)
     rows = [{"grant": g.group.name, "source": g.sources, "dn": g.group.dn} for g in result.grants]
     document = {
         "snapshot": result.snapshot_id,
@@ -58,7 +58,7 @@ def explain(app, user, group, snapshot, fmt) -> int:
     Example:
       rbac-migrate access explain alice fin-ledger-read
     """
-    entry, target, paths = access.access_explain(connections.reading_store_for(app.settings), user, group, snapshot)
+    entry, target, paths = access.access_explain(connections.lean_store_for(app.settings), user, group, snapshot)
     rows = [{"path": p.describe(), "source": p.source, "length": len(p.hops) - 1} for p in paths]
     if not paths:
         note(f"no access: {entry.name} does not reach {target.name}")

@@ -51,7 +51,7 @@ def propose(app, user, like, grants, min_share, snapshot, fmt, no_refresh) -> No
     Example:
       rbac-migrate joiner propose jsmith --like mjones
     """
-    store = connections.store_for(app.settings)
+    store = connections.lean_store_for(app.settings)
     refreshed = refresh(app, store, no_refresh or snapshot != "latest")
     found = roles_query.propose(app.settings, store, user, like, split_grants(grants), min_share, snapshot, app.prompt)
     document = _document(found)

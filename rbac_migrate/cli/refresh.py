@@ -21,5 +21,5 @@ def refresh(app, store, skip: bool) -> str:
         return f"planned from snapshot {info.id} of {info.taken_at:%Y-%m-%d %H:%M:%S} as it is (--no-refresh)"
     from ..snapshot import refresh as take
 
-    snap, how = take(app.settings, store, prompt=app.prompt)
-    return f"planned from snapshot {snap.id}: {how}"
+    snapshot_id, how = take(app.settings, store, prompt=app.prompt)
+    return f"planned from snapshot {snapshot_id}: {how}"

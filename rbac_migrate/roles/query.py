@@ -19,12 +19,12 @@ from ..config import Settings
 from ..connections import Prompt, directory_for
 from ..errors import NotFoundError, RbacMigrateError, UsageError
 from ..model import ACTIVE, DANGLING, DELETED, EXTERNAL, GRANT, ROLE, USER, Entry, RoleDefinition, RoleEvent, Snapshot
-from ..store import Store
 from .catalogue import Candidates, MinedNames, matches, rank_candidates
 
 if TYPE_CHECKING:
     from ..mining.jobs import JobMining
     from ..mining.rolesfile import RolesFile
+    from ..store import Store
     from .live import LiveUser
 
 

@@ -16,9 +16,9 @@ from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
 from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
-from . import journal, migrations, reading
+from . import journal, lean, migrations
 from . import snapshots as snapshot_store
-from .driver import Db, first_line, sqlite_pragmas
+from .driver import driver_of, first_line, sqlite_pragmas
 from .packing import Written
 from .schema import snapshots
 
@@ -140,7 +140,7 @@ class Store:
         from . import snapshot_writer
 
         with self.begin() as conn:
-            written = snapshot_writer.save(_driver(conn), snap, sync, skip_unchanged)
+            written = snapshot_writer.save(driver_of(conn), snap, sync, skip_unchanged)
         self.last_written = written
         return written.snapshot_id
 
@@ -157,7 +157,7 @@ class Store:
         try:
             trans = conn.begin()
             try:
-                written = snapshot_writer.write(_driver(conn), build, skip_unchanged)
+                written = snapshot_writer.write(driver_of(conn), build, skip_unchanged)
                 loaded = None
                 if preview and written.snapshot_id is not None:
                     loaded = self._load(conn, written.snapshot_id, None)
@@ -191,7 +191,7 @@ class Store:
 
     def snapshot_info(self, ref: int | str | None = None) -> SnapshotInfo:
         """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
-        return reading.pick(self.snapshots(), ref)
+        return lean.pick(self.snapshots(), ref)
 
     def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None) -> Snapshot:
         """Load a whole snapshot, or only entries of the given kinds plus every group."""
@@ -200,12 +200,12 @@ class Store:
             return self._load(conn, info.id, kinds)
 
     def _load(self, conn: Connection, snapshot_id: int, kinds: tuple[str, ...] | None) -> Snapshot:
-        return reading.load(_driver(conn), snapshot_id, kinds)
+        return lean.load(driver_of(conn), snapshot_id, kinds)
 
     def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list[Entry]:
         """Entries of the given kinds whose name or DN matches (case-insensitively)."""
         with self.connect() as conn:
-            return reading.find_entries(_driver(conn), snapshot_id, name_or_dn, tuple(kinds))
+            return lean.find_entries(driver_of(conn), snapshot_id, name_or_dn, tuple(kinds))
 
     # -- roles --------------------------------------------------------------------------
 
@@ -225,17 +225,13 @@ class Store:
 
     def not_users_and_disabled(self, snapshot_id: int) -> tuple[frozenset[int], frozenset[int]]:
         """Indexes of a snapshot's external and dangling entries, and of its disabled users."""
-        from .roles import not_users_and_disabled
-
         with self.connect() as conn:
-            return not_users_and_disabled(conn, snapshot_id)
+            return lean.not_users_and_disabled(driver_of(conn), snapshot_id)
 
     def find_peers(self, snapshot_id: int, attrs: Mapping[str, str]) -> list[int]:
         """Indexes of the enabled users of a snapshot whose peer attributes are exactly ``attrs``."""
-        from .roles import find_peers
-
         with self.connect() as conn:
-            return find_peers(conn, snapshot_id, attrs)
+            return lean.find_peers(driver_of(conn), snapshot_id, attrs)
 
 
 class _Transaction:
@@ -280,11 +276,6 @@ def _info(row) -> SnapshotInfo:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     sqlite_pragmas(dbapi_connection)
-
-
-def _driver(conn: Connection) -> Db:
-    """The DB-API connection under a SQLAlchemy one, inside its transaction."""
-    return Db(conn.connection.driver_connection, conn.dialect.name, conn.dialect.dbapi.Error)
 
 
 def _create_owner_only(path: Path) -> None:

@@ -44,6 +44,21 @@ class Db:
         finally:
             cursor.close()
 
+    def insert_returning_id(self, sql: str, params: Sequence = ()) -> int:
+        """Run one INSERT into a table with an ``id`` key; the id it was given."""
+        if self.postgres:
+            return self.scalar(f"{sql} RETURNING id", params)
+        with self._executed(sql, params) as cursor:
+            return cursor.lastrowid
+
+    def stamp(self, moment):
+        """An aware datetime as a parameter, stored as SQLAlchemy's UTC column type stores it
+        (naive UTC text to the microsecond on SQLite), so both kinds of store read it back alike."""
+        from datetime import timezone
+
+        moment = moment.astimezone(timezone.utc)
+        return moment if self.postgres else moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+
     def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._executed(sql, params) as cursor:
             return cursor.fetchall()
@@ -134,6 +149,11 @@ def sqlite_pragmas(raw) -> None:
     cursor.close()
 
 
+def driver_of(conn) -> Db:
+    """The DB-API connection under a SQLAlchemy one, inside its transaction."""
+    return Db(conn.connection.driver_connection, conn.dialect.name, conn.dialect.dbapi.Error)
+
+
 def open_driver(url: str) -> Db | None:
     """The store at ``url`` through its driver alone, when it exists with the current schema.
 
@@ -204,11 +224,13 @@ def first_line(exc: Exception) -> str:
 
 
 class DriverStore:
-    """The store as ``snapshot take`` uses it, through the driver alone; same methods as ``Store``."""
+    """The store through the driver alone, for ``snapshot take`` and the commands that only read
+    snapshots or keep joiner proposals; the methods they use, as ``Store`` has them."""
 
     def __init__(self, db: Db, url: str):
         self.db = db
         self.display_url = masked(url)
+        self.roles = _DriverRoles(self)
 
     def snapshots(self) -> list:
         from ..kinds import SnapshotInfo
@@ -217,27 +239,55 @@ class DriverStore:
         return [SnapshotInfo(row[0], aware(row[1]), *row[2:]) for row in self.db.rows(query)]
 
     def snapshot_info(self, ref: int | str | None = None):
-        from .reading import pick
+        from .lean import pick
 
         return pick(self.snapshots(), ref)
 
     def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None):
         """As ``Store.load_snapshot``."""
-        from .reading import load
+        from .lean import load
 
-        return self._reading(load, self.snapshot_info(ref).id, kinds)
+        return self._lean(load, self.snapshot_info(ref).id, kinds)
 
     def find_entries(self, snapshot_id: int, name_or_dn: str, kinds: tuple[str, ...]) -> list:
         """As ``Store.find_entries``."""
-        from .reading import find_entries
+        from .lean import find_entries
 
-        return self._reading(find_entries, snapshot_id, name_or_dn, kinds)
+        return self._lean(find_entries, snapshot_id, name_or_dn, kinds)
 
-    def _reading(self, read, *args):
+    def not_users_and_disabled(self, snapshot_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        """As ``Store.not_users_and_disabled``."""
+        from .lean import not_users_and_disabled
+
+        return self._lean(not_users_and_disabled, snapshot_id)
+
+    def find_peers(self, snapshot_id: int, attrs) -> list[int]:
+        """As ``Store.find_peers``."""
+        from .lean import find_peers
+
+        return self._lean(find_peers, snapshot_id, attrs)
+
+    def _lean(self, read, *args):
         try:
             return read(self.db, *args)
         except self.db.error as exc:
             raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
+
+    def transaction(self, work):
+        """``work(db)`` in one transaction, taking SQLite's write lock first; its result."""
+        raw, sqlite = self.db.raw, not self.db.postgres
+        try:
+            if sqlite:
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                done = work(self.db)
+            except BaseException:
+                raw.execute("ROLLBACK") if sqlite else raw.rollback()
+                raise
+            raw.execute("COMMIT") if sqlite else raw.commit()
+        except self.db.error as exc:
+            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
+        return done
 
     def sync_state(self) -> dict | None:
         import json
@@ -251,21 +301,12 @@ class DriverStore:
 
         if preview:
             raise ValueError("a preview needs the SQLAlchemy store")
-        raw, sqlite = self.db.raw, not self.db.postgres
         # A first snapshot only adds pages, which a rollback journal need not copy as the WAL would;
         # another connection to the file keeps it in WAL (the switch then does nothing).
+        sqlite = not self.db.postgres
         journal = sqlite and self.db.scalar("SELECT max(id) FROM snapshots") is None and self._journal()
-        try:
-            if sqlite:  # the write lock first: a snapshot writer compares against the last one
-                raw.execute("BEGIN IMMEDIATE")
-            try:
-                written = snapshot_writer.write(self.db, build, skip_unchanged)
-            except BaseException:
-                raw.execute("ROLLBACK") if sqlite else raw.rollback()
-                raise
-            raw.execute("COMMIT") if sqlite else raw.commit()
-        except self.db.error as exc:
-            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
+        try:  # the write lock first: a snapshot writer compares against the last one
+            written = self.transaction(lambda db: snapshot_writer.write(db, build, skip_unchanged))
         finally:
             if journal:
                 self._back_to_wal()
@@ -295,3 +336,25 @@ def aware(value):
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class _DriverRoles:
+    """What ``joiner propose`` asks of the role catalogue (``Store.roles``), through the driver."""
+
+    def __init__(self, store: DriverStore):
+        self.store = store
+
+    def definitions(self, include_deleted: bool = False) -> list:
+        from .lean import definitions
+
+        return self.store._lean(definitions, include_deleted)
+
+    def rules(self) -> dict:
+        from .lean import rules
+
+        return self.store._lean(rules)
+
+    def save_proposals(self, user_dn: str, snapshot_id: int | None, body) -> int:
+        from .lean import save_proposals
+
+        return self.store.transaction(lambda db: save_proposals(db, user_dn, snapshot_id, body))

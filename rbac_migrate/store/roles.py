@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, delete, false, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from .. import dn as dnutil
 from ..audit import operator
-from ..model import ACTIVE, DANGLING, EXTERNAL, USER, RoleDefinition, RoleEvent, RoleUpdate
-from .schema import entry_versions, joiner_proposals, role_definitions, role_history, role_rules
-from .snapshots import valid_at
+from ..model import ACTIVE, RoleDefinition, RoleEvent, RoleUpdate
+from . import lean
+from .driver import driver_of
+from .schema import joiner_proposals, role_definitions, role_history, role_rules
 
 if TYPE_CHECKING:
     from . import Store
@@ -24,10 +25,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-
-
 class RoleStore:
     """Role catalogue queries and updates over one store (``Store.roles``)."""
 
@@ -35,11 +32,8 @@ class RoleStore:
         self.store = store
 
     def definitions(self, include_deleted: bool = False) -> list[RoleDefinition]:
-        query = select(role_definitions).order_by(role_definitions.c.name_norm, role_definitions.c.id)
-        if not include_deleted:
-            query = query.where(role_definitions.c.state == ACTIVE)
         with self.store.connect() as conn:
-            return [_definition(row) for row in conn.execute(query).all()]
+            return lean.definitions(driver_of(conn), include_deleted)
 
     def find(self, name_or_dn: str) -> RoleDefinition | None:
         """The active definition named by cn or DN, or None."""
@@ -60,7 +54,8 @@ class RoleStore:
     def set_rule(self, role_name: str, role_dn: str, attrs: Mapping[str, str]) -> None:
         """Give a role its assignment rule, replacing any earlier one."""
         key = dnutil.normalize(role_dn)
-        values = {"role_name": role_name, "attrs": _json(dict(attrs)), "operator": operator(), "updated_at": _now()}
+        attrs_text = lean.as_json(dict(attrs))
+        values = {"role_name": role_name, "attrs": attrs_text, "operator": operator(), "updated_at": _now()}
         with self.store.begin() as conn:
             conn.execute(delete(role_rules).where(role_rules.c.role_dn == key))
             conn.execute(role_rules.insert().values(role_dn=key, **values))
@@ -73,8 +68,7 @@ class RoleStore:
     def rules(self) -> dict[str, tuple[str, dict[str, str]]]:
         """Every assignment rule: normalised role DN -> (role name, attribute values)."""
         with self.store.connect() as conn:
-            rows = conn.execute(select(role_rules)).all()
-        return {row.role_dn: (row.role_name, json.loads(row.attrs)) for row in rows}
+            return lean.rules(driver_of(conn))
 
     def rule(self, role_dn: str) -> dict[str, str] | None:
         found = self.rules().get(dnutil.normalize(role_dn))
@@ -82,15 +76,8 @@ class RoleStore:
 
     def save_proposals(self, user_dn: str, snapshot_id: int | None, body: Mapping[str, Any]) -> int:
         """Keep proposals as shown; returns their id."""
-        values = {
-            "user_dn": dnutil.normalize(user_dn),
-            "snapshot_id": snapshot_id,
-            "operator": operator(),
-            "created_at": _now(),
-            "body": _json(body),
-        }
         with self.store.begin() as conn:
-            return conn.execute(joiner_proposals.insert().values(**values)).inserted_primary_key[0]
+            return lean.save_proposals(driver_of(conn), user_dn, snapshot_id, body)
 
     def latest_proposals(self, user_dn: str) -> tuple[int, datetime, dict[str, Any]] | None:
         """The proposals last shown for this user: (id, when, body), or None."""
@@ -115,7 +102,7 @@ class RoleStore:
                             operator=operator(),
                             action=action,
                             ticket=ticket,
-                            details=_json({**details, "batch": batch_id}),
+                            details=lean.as_json({**details, "batch": batch_id}),
                         )
                     )
 
@@ -125,7 +112,7 @@ def _upsert(conn: Connection, role: RoleUpdate, at: datetime) -> int:
     key = dnutil.normalize(role.dn)
     rows = conn.execute(select(role_definitions).where(role_definitions.c.state == ACTIVE)).all()
     existing = next((row for row in rows if dnutil.normalize(row.dn) == key), None)
-    values = {"grants": _json(list(role.grants)), "state": role.state, "updated_at": at}
+    values = {"grants": lean.as_json(list(role.grants)), "state": role.state, "updated_at": at}
     if role.description is not None:
         values["description"] = role.description
     if existing is not None:
@@ -134,49 +121,3 @@ def _upsert(conn: Connection, role: RoleUpdate, at: datetime) -> int:
     names = {"name": role.name, "name_norm": role.name.lower(), "dn": role.dn, "created_at": at}
     inserted = conn.execute(role_definitions.insert().values(**names, **values))
     return inserted.inserted_primary_key[0]
-
-
-def _definition(row) -> RoleDefinition:
-    return RoleDefinition(
-        id=row.id,
-        name=row.name,
-        dn=row.dn,
-        description=row.description,
-        grants=tuple(json.loads(row.grants)),
-        state=row.state,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def not_users_and_disabled(conn: Connection, snapshot_id: int) -> tuple[frozenset[int], frozenset[int]]:
-    """Indexes of a snapshot's entries that are neither users nor groups, and of its disabled users.
-
-    Both are few next to the users themselves, and both are index look-ups, not a scan.
-    """
-    entries = entry_versions.c
-    held = valid_at(snapshot_id)
-    others = select(entries.entity).where(held, entries.kind.in_((EXTERNAL, DANGLING)))
-    disabled = select(entries.entity).where(held, entries.enabled == false(), entries.kind == USER)
-    return frozenset(conn.execute(others).scalars()), frozenset(conn.execute(disabled).scalars())
-
-
-def find_peers(conn: Connection, snapshot_id: int, attrs: Mapping[str, str]) -> list[int]:
-    """Indexes of the enabled users whose peer attributes are exactly these.
-
-    Entries keep their attributes as compact JSON in configured order, so equal attributes are
-    equal text, found through an index on that text; no JSON is parsed.
-    """
-    if not attrs:
-        return []
-    text = json.dumps(dict(attrs), separators=(",", ":"))
-    entries = entry_versions.c
-    # Only the attribute text in the condition, so that the planner takes its index.
-    query = select(entries.entity, entries.kind, entries.enabled, entries.since, entries.until).where(
-        cast(entries.attrs, Text) == text
-    )
-    return [
-        idx
-        for idx, kind, enabled, since, until in conn.execute(query).all()
-        if kind == USER and enabled and since <= snapshot_id and (until is None or until > snapshot_id)
-    ]

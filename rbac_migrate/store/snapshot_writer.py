@@ -14,7 +14,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -333,19 +333,13 @@ class _Early:
 
 
 def _insert_head(db: Db, head: Head) -> int:
-    taken_at = head.taken_at.astimezone(timezone.utc)
     sync = json.dumps(head.sync) if head.sync is not None else None
     names = "taken_at, source, flavour, bases, sync, users, grants, roles, memberships"
-    if db.postgres:
-        sql = f"INSERT INTO snapshots ({names}) VALUES (?, ?, ?, CAST(? AS JSON), ?, 0, 0, 0, 0) RETURNING id"
-        return db.scalar(sql, (taken_at, head.source, head.flavour, json.dumps(dict(head.bases)), sync))
-    # SQLAlchemy's form of a DateTime in SQLite: naive UTC, to the microsecond.
-    stamp = taken_at.replace(tzinfo=None).isoformat(" ", "microseconds")
-    cursor = db.raw.execute(
-        f"INSERT INTO snapshots ({names}) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0)",
-        (stamp, head.source, head.flavour, json.dumps(dict(head.bases)), sync),
+    bases = "CAST(? AS JSON)" if db.postgres else "?"
+    return db.insert_returning_id(
+        f"INSERT INTO snapshots ({names}) VALUES (?, ?, ?, {bases}, ?, 0, 0, 0, 0)",
+        (db.stamp(head.taken_at), head.source, head.flavour, json.dumps(dict(head.bases)), sync),
     )
-    return cursor.lastrowid
 
 
 def _insert(db: Db, snapshot_id: int, rows: list[tuple], empty: bool) -> None:
