@@ -90,8 +90,10 @@ def load(db: Db, snapshot_id: int, kinds: tuple[str, ...] | None = None) -> Snap
 
 def find_entries(db: Db, snapshot_id: int, name_or_dn: str, kinds: Sequence[str]) -> list[Entry]:
     """Entries of the given kinds whose name or DN matches (case-insensitively)."""
-    column, key = ("dn_norm", dnutil.normalize(name_or_dn)) if "=" in name_or_dn else ("name_norm", name_or_dn)
-    key = key if column == "dn_norm" else key.strip().lower()
+    if "=" in name_or_dn:
+        column, key = "dn_norm", dnutil.normalize(name_or_dn)
+    else:
+        column, key = "name_norm", name_or_dn.strip().lower()
     valid, params = _valid_at(db, snapshot_id)
     kinds = tuple(kinds)
     sql = f"SELECT {ENTRY_COLUMNS} FROM entry_versions WHERE {column} = ? AND kind IN {_in(kinds)} AND {valid}"
