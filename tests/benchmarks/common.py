@@ -47,6 +47,7 @@ class Run:
 
     seconds: float
     rss_kib: int
+    cpu_seconds: float = 0.0  # user and system time of the child and what it waited for
 
 
 @dataclass
@@ -97,7 +98,7 @@ def run_child(argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) 
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(argv[:4])} … exited with {proc.returncode}: {tail(stderr)}")
-    return Run(seconds, _last_int(rss_file) if timer else usage.ru_maxrss)
+    return Run(seconds, _last_int(rss_file) if timer else usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 
 
 @functools.cache
