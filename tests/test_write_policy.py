@@ -75,6 +75,59 @@ def test_require_approval_needs_a_second_operator(org, tmp_path):
     assert users[0].dn.lower() in members(org, role)
 
 
+def test_role_changes_under_require_approval_go_through_a_plan_another_operator_approved(org, tmp_path):
+    """Four eyes cover the role commands too: each writes a plan file with -o instead, which is
+    applied only once a second operator approved it; a direct change is refused and writes nothing."""
+    strict = ("--set", "require_approval=true")
+    grants = {g.cn: g.dn for g in org.sample.groups if g.kind == "grant"}
+    role = role_dn(org, ROLE)
+    held = sorted(cn for cn, dn in grants.items() if role.lower() in members(org, dn))
+    extra = sorted(cn for cn, dn in grants.items() if role.lower() not in members(org, dn))[0]
+    for args in (
+        ("role", "create", "role-ap", "--grant", extra, "--yes"),
+        ("role", "add-grant", ROLE, extra, "--yes"),
+        ("role", "remove-grant", ROLE, held[0], "--yes"),
+        ("role", "delete", ROLE, "--yes"),
+    ):
+        assert_one_line_error(org.run(*strict, *args), "requires approval (require_approval: true)", code=2)
+    assert store_of(org).batches() == [] and not org.slapd.exists(role_dn(org, "role-ap"))
+    assert role.lower() not in members(org, grants[extra])
+
+    def approved(args: tuple, name: str) -> str:
+        """The plan file a first operator writes and a second approves."""
+        path = str(tmp_path / f"{name}.json")
+        org.env.pop("RBAC_MIGRATE_OPERATOR", None)
+        wrote = org.run(*strict, *args, "-o", path)
+        assert wrote.code == 0 and f"wrote {path}" in wrote.err, wrote.err
+        assert_one_line_error(org.run(*strict, "apply", path, "--yes"), f"{path} is not approved", code=2)
+        org.env["RBAC_MIGRATE_OPERATOR"] = "second-pair-of-eyes"
+        assert org.run(*strict, "migrate", "approve", path).code == 0
+        return path
+
+    path = approved(("role", "add-grant", ROLE, extra), "add")
+    assert role.lower() not in members(org, grants[extra])  # nothing written before the apply
+    applied = org.run(*strict, "apply", path, "--yes")
+    assert applied.code == 0, applied.err
+    assert role.lower() in members(org, grants[extra])
+    assert grants[extra].lower() in {g.lower() for g in store_of(org).roles.find(ROLE).grants}
+    path = approved(("role", "remove-grant", ROLE, extra), "remove")
+    assert org.run(*strict, "apply", path, "--yes").code == 0
+    assert role.lower() not in members(org, grants[extra])
+    path = approved(("role", "create", "role-ap", "--grant", extra), "create")
+    assert org.run(*strict, "apply", path, "--yes").code == 0
+    assert role_dn(org, "role-ap").lower() in members(org, grants[extra])
+    path = approved(("role", "delete", "role-ap"), "delete")
+    assert org.run(*strict, "apply", path, "--yes").code == 0
+    assert not org.slapd.exists(role_dn(org, "role-ap"))
+    assert store_of(org).roles.find("role-ap") is None
+    assert [b.kind for b in store_of(org).batches()] == [
+        "role-add-grant",
+        "role-remove-grant",
+        "role-create",
+        "role-delete",
+    ]
+
+
 def test_grants_are_repeatable_or_comma_separated_alike(org):
     first, second = sorted(g.cn for g in org.sample.groups if g.kind == "grant")[:2]
     assert org.run("role", "create", "role-rep", "--grant", first, "--grant", second, "--yes").code == 0

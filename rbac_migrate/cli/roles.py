@@ -12,12 +12,20 @@ from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
 from .rules import rule_group, rule_text, sync
-from .writes import asker, check_ticket, report, split_grants, write_options
+from .writes import asker, check_ticket, refuse_unapproved_write, report, split_grants, write_options
 
 
 @click.group("role")
 def role_group() -> None:
     """The role catalogue: define roles, see who fits them, mine roles from current access."""
+
+
+plan_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the change set as a plan file for review (and approval) instead; apply it with 'rbac-migrate apply'.",
+)
 
 
 @role_group.command("create")
@@ -33,16 +41,14 @@ def role_group() -> None:
     help="Create every role of a roles file (role mine -o).",
 )
 @click.option("--description", help="What the role is for.")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="With --from-file: write the change set as a plan."
-)
+@plan_option
 @write_options
 @pass_app
 def create(app, name, grants, from_user, from_file, description, output, ticket, yes) -> None:
     """Create role NAME under the role base and nest it into each of its grant groups.
 
     With --from-file, every role of a reviewed roles file is created as one change set: one
-    batch, undone by one 'rbac-migrate rollback N'; -o writes that change set for review instead.
+    batch, undone by one 'rbac-migrate rollback N'. -o writes the change set for review instead.
 
     \b
     Example:
@@ -61,28 +67,36 @@ def create(app, name, grants, from_user, from_file, description, output, ticket,
         return
     if not name:
         raise UsageError("name the role to create, or give --from-file FILE")
-    if output:
-        raise UsageError("-o goes with --from-file")
-    check_ticket(app, ticket)
+    _writing(app, output, ticket)
     outcome = roles_api.role_create(
-        app.settings, store, name, split_grants(grants), description, from_user, ticket, asker(yes), app.prompt
+        app.settings, store, name, split_grants(grants), description, from_user, ticket, asker(yes), app.prompt, output
     )
-    report(outcome, f"created role {name}")
+    _done(outcome, output, f"created role {name}")
 
 
 def _create_from_file(app, store, path, output, ticket, yes) -> None:
     from ..roles import bulk
 
-    if not output:
-        check_ticket(app, ticket)
+    _writing(app, output, ticket)
     outcome = bulk.create_many(app.settings, store, path, output, ticket, asker(yes), app.prompt)
-    if output:
-        for line in outcome.plan.lines:
-            note(f"  {line}")
-        note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
-    else:
-        count = len(outcome.plan.changes.units)
-        report(outcome, f"created {count} roles from {path}")
+    _done(outcome, output, f"created {len(outcome.plan.changes.units)} roles from {path}")
+
+
+def _writing(app, output, ticket) -> None:
+    """A write to the directory needs its ticket, and goes through an approved plan file where the
+    store requires approval; writing the plan file itself needs neither."""
+    if output is None:
+        refuse_unapproved_write(app)
+        check_ticket(app, ticket)
+
+
+def _done(outcome, output, message: str) -> None:
+    if output is None:
+        report(outcome, message)
+        return
+    for line in outcome.plan.lines:
+        note(f"  {line}")
+    note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
 
 
 @role_group.command("list")
@@ -174,9 +188,10 @@ def _event(details: dict) -> str:
 @role_group.command("add-grant")
 @click.argument("role")
 @click.argument("grants", nargs=-1, required=True)
+@plan_option
 @write_options
 @pass_app
-def add_grant(app, role, grants, ticket, yes) -> None:
+def add_grant(app, role, grants, output, ticket, yes) -> None:
     """Nest ROLE into more grant groups; every holder gains that access (shown, then confirmed).
 
     \b
@@ -186,17 +201,20 @@ def add_grant(app, role, grants, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    check_ticket(app, ticket)
-    outcome = roles_api.role_add_grant(app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt)
-    report(outcome, f"{role} now grants {', '.join(grants)}")
+    _writing(app, output, ticket)
+    outcome = roles_api.role_add_grant(
+        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
+    )
+    _done(outcome, output, f"{role} now grants {', '.join(grants)}")
 
 
 @role_group.command("remove-grant")
 @click.argument("role")
 @click.argument("grants", nargs=-1, required=True)
+@plan_option
 @write_options
 @pass_app
-def remove_grant(app, role, grants, ticket, yes) -> None:
+def remove_grant(app, role, grants, output, ticket, yes) -> None:
     """Take ROLE out of grant groups; every holder loses that access (shown, then confirmed).
 
     \b
@@ -206,18 +224,19 @@ def remove_grant(app, role, grants, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    check_ticket(app, ticket)
+    _writing(app, output, ticket)
     outcome = roles_api.role_remove_grant(
-        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt
+        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
     )
-    report(outcome, f"{role} no longer grants {', '.join(grants)}")
+    _done(outcome, output, f"{role} no longer grants {', '.join(grants)}")
 
 
 @role_group.command("delete")
 @click.argument("role")
+@plan_option
 @write_options
 @pass_app
-def delete(app, role, ticket, yes) -> None:
+def delete(app, role, output, ticket, yes) -> None:
     """Delete a role that nobody holds (out of its grant groups first).
 
     \b
@@ -227,8 +246,9 @@ def delete(app, role, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    check_ticket(app, ticket)
-    report(roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt), f"deleted role {role}")
+    _writing(app, output, ticket)
+    outcome = roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt, output)
+    _done(outcome, output, f"deleted role {role}")
 
 
 @role_group.command("candidates")

@@ -62,18 +62,7 @@ def create_many(
     settings.require("url", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         plan = _create_many_plan(_Builder(directory, settings), wanted, path)
-        if output:
-            return _write(store, plan, output)
-        return _run(settings, store, directory, plan, ticket, ask)
-
-
-def _write(store: Store, plan: RolePlan, output: str) -> Outcome:
-    from ..migration import write_plan_file
-
-    if plan.empty:
-        raise RoleCommandError("nothing to do: " + ("; ".join(plan.lines) or "the directory is already as asked"))
-    write_plan_file(store, plan.changes, output)
-    return Outcome(plan, None)
+        return _run(settings, store, directory, plan, ticket, ask, output)
 
 
 def _create_many_plan(build: _Builder, wanted: Sequence[NewRole], source: str) -> RolePlan:
@@ -191,9 +180,7 @@ def sync(
         found = _sync_plan(build, role_dn, rule, batch_size or settings.max_batch_size, None)
         if found.plan.empty:
             return found, None
-        if output:
-            return found, _write(store, found.plan, output)
-        return found, _run(settings, store, directory, found.plan, ticket, ask)
+        return found, _run(settings, store, directory, found.plan, ticket, ask, output)
 
 
 def _sync_plan(

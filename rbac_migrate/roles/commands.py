@@ -50,11 +50,25 @@ class Outcome:
 Ask = Callable[[RolePlan], None]
 
 
-def _run(settings: Settings, store: Store, directory, plan: RolePlan, ticket: str | None, ask: Ask | None) -> Outcome:
-    """Ask, then hand the change set to the engine; update the catalogue once it is verified."""
+def _run(
+    settings: Settings,
+    store: Store,
+    directory,
+    plan: RolePlan,
+    ticket: str | None,
+    ask: Ask | None,
+    output: str | None = None,
+) -> Outcome:
+    """Ask, then hand the change set to the engine; update the catalogue once it is verified.
+
+    With ``output``, write the change set as a plan file instead, for review (and, where the store
+    requires it, a second operator's approval) before ``rbac-migrate apply FILE``.
+    """
     from ..migration.batches import check, execute, operator_lock
     from ..migration.engine import Engine
 
+    if output is not None:
+        return _write(store, plan, output)
     if plan.empty:
         return Outcome(plan, None)
     with operator_lock(store):  # refuse before asking, while another operator writes
@@ -129,8 +143,10 @@ def role_create(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    output: str | None = None,
 ) -> Outcome:
-    """Create a role group under the role base and nest it into each of its grant groups."""
+    """Create a role group under the role base and nest it into each of its grant groups (or, with
+    ``output``, write that as a plan file)."""
     check_role_name(name)
     if bool(grants) == bool(from_user):
         raise UsageError("give the role's grants with --grant G (repeatable), or --from-user USER")
@@ -148,7 +164,7 @@ def role_create(
             raise RoleCommandError(f"{from_user} holds no grants to copy into role {name}")
         build = _Builder(directory, settings)
         plan = _create_plan(build, name, grant_dns, description)
-        return _run(settings, store, directory, plan, ticket, ask)
+        return _run(settings, store, directory, plan, ticket, ask, output)
 
 
 def _create_plan(build: _Builder, name: str, grant_dns: list[str], description: str | None) -> RolePlan:
@@ -173,9 +189,10 @@ def role_add_grant(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    output: str | None = None,
 ) -> Outcome:
     """Nest a role into more grant groups: every holder gains that access."""
-    return _change_grants(settings, store, role, grants, True, ticket, ask, prompt)
+    return _change_grants(settings, store, role, grants, True, ticket, ask, prompt, output)
 
 
 def role_remove_grant(
@@ -186,12 +203,13 @@ def role_remove_grant(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    output: str | None = None,
 ) -> Outcome:
     """Take a role out of grant groups: every holder loses that access unless held otherwise."""
-    return _change_grants(settings, store, role, grants, False, ticket, ask, prompt)
+    return _change_grants(settings, store, role, grants, False, ticket, ask, prompt, output)
 
 
-def _change_grants(settings, store, role, grants, adding, ticket, ask, prompt) -> Outcome:
+def _change_grants(settings, store, role, grants, adding, ticket, ask, prompt, output) -> Outcome:
     if not grants:
         raise UsageError("name at least one grant")
     settings.require("url", "grant_base", "role_base")
@@ -199,7 +217,7 @@ def _change_grants(settings, store, role, grants, adding, ticket, ask, prompt) -
         role_dn = live.find_group(directory, settings, role, ROLE)
         asked = live.find_groups(directory, settings, grants, GRANT)
         plan = _grants_plan(_Builder(directory, settings), role_dn, asked, adding)
-        return _run(settings, store, directory, plan, ticket, ask)
+        return _run(settings, store, directory, plan, ticket, ask, output)
 
 
 def _grants_plan(build: _Builder, role_dn: str, asked: list[str], adding: bool) -> RolePlan:
@@ -238,13 +256,14 @@ def role_delete(
     ticket: str | None = None,
     ask: Ask | None = None,
     prompt: Prompt | None = None,
+    output: str | None = None,
 ) -> Outcome:
     """Delete a role nobody holds: out of its grant groups first, then the entry."""
     settings.require("url", "grant_base", "role_base")
     with directory_for(settings, prompt) as directory:
         role_dn = live.find_group(directory, settings, role, ROLE)
         plan = _delete_plan(_Builder(directory, settings), role_dn)
-        return _run(settings, store, directory, plan, ticket, ask)
+        return _run(settings, store, directory, plan, ticket, ask, output)
 
 
 def _delete_plan(build: _Builder, role_dn: str) -> RolePlan:
@@ -377,6 +396,15 @@ def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget)
     return plan
 
 
+def _write(store: Store, plan: RolePlan, output: str) -> Outcome:
+    from ..migration import write_plan_file
+
+    if plan.empty:
+        raise RoleCommandError("nothing to do: " + ("; ".join(plan.lines) or "the directory is already as asked"))
+    write_plan_file(store, plan.changes, output)
+    return Outcome(plan, None)
+
+
 def _relabel(unit: cs.Unit, label: str) -> cs.Unit:
     unit.label = label
     return unit
@@ -401,6 +429,18 @@ def rebuild(settings: Settings, view, changes: cs.ChangeSet) -> cs.ChangeSet:
         return _create_plan(
             build, check_role_name(wanted["name"]), [str(g) for g in wanted["grants"]], wanted.get("description")
         ).changes
+    role = wanted.get("role")
+    if (
+        action in ("role-add-grant", "role-remove-grant")
+        and isinstance(role, str)
+        and isinstance(wanted.get("grants"), list)
+    ):
+        # Named again as the command names them: a role under the role base, grants under the grant base.
+        role_dn = live.find_group(view.directory, settings, role, ROLE)
+        asked = live.find_groups(view.directory, settings, [str(g) for g in wanted["grants"]], GRANT)
+        return _grants_plan(build, role_dn, asked, action == "role-add-grant").changes
+    if action == "delete" and isinstance(role, str):
+        return _delete_plan(build, live.find_group(view.directory, settings, role, ROLE)).changes
     from .bulk import rebuild as rebuild_bulk
 
     found = rebuild_bulk(settings, build, changes)
