@@ -6,6 +6,7 @@ import json
 
 from tests.support.cli import assert_one_line_error
 from tests.test_migration import ROLE, candidates, members, plan_file
+from tests.test_onboarding import _newbie
 from tests.test_roles import role_dn, store_of
 
 
@@ -76,8 +77,9 @@ def test_require_approval_needs_a_second_operator(org, tmp_path):
 
 
 def test_role_changes_under_require_approval_go_through_a_plan_another_operator_approved(org, tmp_path):
-    """Four eyes cover the role commands too: each writes a plan file with -o instead, which is
-    applied only once a second operator approved it; a direct change is refused and writes nothing."""
+    """Four eyes cover the role commands and onboarding too: each writes a plan file with -o
+    instead, which is applied only once a second operator approved it; a direct change is refused
+    and writes nothing."""
     strict = ("--set", "require_approval=true")
     grants = {g.cn: g.dn for g in org.sample.groups if g.kind == "grant"}
     role = role_dn(org, ROLE)
@@ -120,12 +122,22 @@ def test_role_changes_under_require_approval_go_through_a_plan_another_operator_
     assert org.run(*strict, "apply", path, "--yes").code == 0
     assert not org.slapd.exists(role_dn(org, "role-ap"))
     assert store_of(org).roles.find("role-ap") is None
-    assert [b.kind for b in store_of(org).batches()] == [
-        "role-add-grant",
-        "role-remove-grant",
-        "role-create",
-        "role-delete",
-    ]
+    # Onboarding: onto an existing role, and onto a new one the plan creates.
+    joiner = _newbie(org, *org.sample.role_profiles[ROLE])
+    assert_one_line_error(
+        org.run(*strict, "joiner", "onboard", "newbie", "--role", ROLE, "--yes"), "requires approval", code=2
+    )
+    path = approved(("joiner", "onboard", "newbie", "--role", ROLE), "onboard")
+    assert joiner.lower() not in members(org, role)
+    assert org.run(*strict, "apply", path, "--yes").code == 0
+    assert joiner.lower() in members(org, role)
+    path = approved(("joiner", "onboard", "newbie", "--new-role", "role-newbie", "--grant", extra), "onboard-new")
+    assert org.run(*strict, "apply", path, "--yes").code == 0
+    assert joiner.lower() in members(org, role_dn(org, "role-newbie"))
+    assert role_dn(org, "role-newbie").lower() in members(org, grants[extra])
+    assert store_of(org).roles.find("role-newbie") is not None
+    kinds = ["role-add-grant", "role-remove-grant", "role-create", "role-delete", "onboard", "onboard"]
+    assert [b.kind for b in store_of(org).batches()] == kinds
 
 
 def test_grants_are_repeatable_or_comma_separated_alike(org):

@@ -9,7 +9,7 @@ from ..roles import query as roles_query
 from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note, table
-from .writes import asker, check_ticket, report, split_grants, write_options
+from .writes import asker, finished, plan_option, split_grants, write_options, writing
 
 
 @click.group("joiner")
@@ -137,9 +137,12 @@ def _tables(proposals: list[dict], evidence: list[dict], not_copied: list[dict])
 @click.option("--proposal", type=int, metavar="N", help="Carry out proposal N of 'joiner propose'.")
 @_request_options
 @click.option("--confirm-mismatch", is_flag=True, help="Give the role though its holders share no peer attribute.")
+@plan_option
 @write_options
 @pass_app
-def onboard(app, user, role, new_role, proposal, like, grants, min_share, confirm_mismatch, ticket, yes) -> None:
+def onboard(
+    app, user, role, new_role, proposal, like, grants, min_share, confirm_mismatch, output, ticket, yes
+) -> None:
     """Give USER a role, creating it if needed; running it again changes nothing.
 
     \b
@@ -148,7 +151,7 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, confir
     """
     from ..roles import commands as roles_api
 
-    check_ticket(app, ticket)
+    writing(app, output, ticket)
     store = connections.store_for(app.settings)
     outcome = roles_api.onboard(
         app.settings,
@@ -164,8 +167,9 @@ def onboard(app, user, role, new_role, proposal, like, grants, min_share, confir
         ask=asker(yes),
         prompt=app.prompt,
         confirm_mismatch=confirm_mismatch,
+        output=output,
     )
-    report(outcome, f"onboarded {user}: " + "; ".join(outcome.plan.lines))
+    finished(outcome, output, f"onboarded {user}: " + "; ".join(outcome.plan.lines))
 
 
 def register(cli: click.Group) -> None:

@@ -109,7 +109,7 @@ def apply_plan_file(app, plan_file: str, ticket, yes) -> None:
 
     check_approved(app, store, plan_file)
     batch = migration.apply_file(app.settings, store, plan_file, ticket, note, app.prompt, ask)
-    if batch.kind.startswith("role-"):
+    if batch.kind.startswith("role-") or batch.kind == "onboard":
         from ..roles.commands import catalogue_after_apply
 
         catalogue_after_apply(app.settings, store, batch, ticket, app.prompt)

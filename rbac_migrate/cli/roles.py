@@ -12,20 +12,12 @@ from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
 from .rules import rule_group, rule_text, sync
-from .writes import asker, check_ticket, refuse_unapproved_write, report, split_grants, write_options
+from .writes import asker, finished, plan_option, split_grants, write_options, writing
 
 
 @click.group("role")
 def role_group() -> None:
     """The role catalogue: define roles, see who fits them, mine roles from current access."""
-
-
-plan_option = click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Write the change set as a plan file for review (and approval) instead; apply it with 'rbac-migrate apply'.",
-)
 
 
 @role_group.command("create")
@@ -67,36 +59,19 @@ def create(app, name, grants, from_user, from_file, description, output, ticket,
         return
     if not name:
         raise UsageError("name the role to create, or give --from-file FILE")
-    _writing(app, output, ticket)
+    writing(app, output, ticket)
     outcome = roles_api.role_create(
         app.settings, store, name, split_grants(grants), description, from_user, ticket, asker(yes), app.prompt, output
     )
-    _done(outcome, output, f"created role {name}")
+    finished(outcome, output, f"created role {name}")
 
 
 def _create_from_file(app, store, path, output, ticket, yes) -> None:
     from ..roles import bulk
 
-    _writing(app, output, ticket)
+    writing(app, output, ticket)
     outcome = bulk.create_many(app.settings, store, path, output, ticket, asker(yes), app.prompt)
-    _done(outcome, output, f"created {len(outcome.plan.changes.units)} roles from {path}")
-
-
-def _writing(app, output, ticket) -> None:
-    """A write to the directory needs its ticket, and goes through an approved plan file where the
-    store requires approval; writing the plan file itself needs neither."""
-    if output is None:
-        refuse_unapproved_write(app)
-        check_ticket(app, ticket)
-
-
-def _done(outcome, output, message: str) -> None:
-    if output is None:
-        report(outcome, message)
-        return
-    for line in outcome.plan.lines:
-        note(f"  {line}")
-    note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")
+    finished(outcome, output, f"created {len(outcome.plan.changes.units)} roles from {path}")
 
 
 @role_group.command("list")
@@ -201,11 +176,11 @@ def add_grant(app, role, grants, output, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    _writing(app, output, ticket)
+    writing(app, output, ticket)
     outcome = roles_api.role_add_grant(
         app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
     )
-    _done(outcome, output, f"{role} now grants {', '.join(grants)}")
+    finished(outcome, output, f"{role} now grants {', '.join(grants)}")
 
 
 @role_group.command("remove-grant")
@@ -224,11 +199,11 @@ def remove_grant(app, role, grants, output, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    _writing(app, output, ticket)
+    writing(app, output, ticket)
     outcome = roles_api.role_remove_grant(
         app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
     )
-    _done(outcome, output, f"{role} no longer grants {', '.join(grants)}")
+    finished(outcome, output, f"{role} no longer grants {', '.join(grants)}")
 
 
 @role_group.command("delete")
@@ -246,9 +221,9 @@ def delete(app, role, output, ticket, yes) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
-    _writing(app, output, ticket)
+    writing(app, output, ticket)
     outcome = roles_api.role_delete(app.settings, store, role, ticket, asker(yes), app.prompt, output)
-    _done(outcome, output, f"deleted role {role}")
+    finished(outcome, output, f"deleted role {role}")
 
 
 @role_group.command("candidates")

@@ -62,3 +62,29 @@ def refuse_unapproved_write(app) -> None:
             "this store requires approval (require_approval: true): write a plan with -o FILE, have another "
             "operator approve it with 'rbac-migrate migrate approve FILE', then 'rbac-migrate apply FILE'"
         )
+
+
+plan_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the change set as a plan file for review (and approval) instead; apply it with 'rbac-migrate apply'.",
+)
+
+
+def writing(app, output, ticket) -> None:
+    """A write to the directory needs its ticket, and goes through an approved plan file where the
+    store requires approval; writing the plan file itself needs neither."""
+    if output is None:
+        refuse_unapproved_write(app)
+        check_ticket(app, ticket)
+
+
+def finished(outcome, output, message: str) -> None:
+    """The outcome line of a write, or what a written plan file holds and how to apply it."""
+    if output is None:
+        report(outcome, message)
+        return
+    for line in outcome.plan.lines:
+        note(f"  {line}")
+    note(f"wrote {output}: review it, then 'rbac-migrate apply {output}'")

@@ -314,10 +314,12 @@ def onboard(
     ask: Ask | None = None,
     prompt: Prompt | None = None,
     confirm_mismatch: bool = False,
+    output: str | None = None,
 ) -> Outcome:
     """Give a joiner a role (creating it if needed); running it again changes nothing.
 
-    ``proposal`` carries out proposal N as 'joiner propose' last showed it for this user.
+    ``proposal`` carries out proposal N as 'joiner propose' last showed it for this user; with
+    ``output`` the change set is written as a plan file instead.
     """
     from .onboarding import check_peers, stored_target
 
@@ -345,7 +347,7 @@ def onboard(
             for role_dn in target.roles:
                 check_peers(build, joiner, role_dn)
         plan = _onboard_plan(build, joiner, target)
-        return _run(settings, store, directory, plan, ticket, ask)
+        return _run(settings, store, directory, plan, ticket, ask, output)
 
 
 def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget) -> RolePlan:
@@ -386,8 +388,9 @@ def _onboard_plan(build: _Builder, joiner: live.LiveUser, target: OnboardTarget)
     intent = {
         "action": "onboard",
         "user": joiner.dn,
-        "roles": roles,
+        "roles": list(target.roles),
         "new_role": target.new_role,
+        "new_grants": list(target.new_grants),
         "extras": list(target.extras),
     }
     changes = build.change_set("onboard", f"onboard {joiner.name}", intent, role_dn, edits, [joiner.dn])
@@ -441,12 +444,34 @@ def rebuild(settings: Settings, view, changes: cs.ChangeSet) -> cs.ChangeSet:
         return _grants_plan(build, role_dn, asked, action == "role-add-grant").changes
     if action == "delete" and isinstance(role, str):
         return _delete_plan(build, live.find_group(view.directory, settings, role, ROLE)).changes
+    if action == "onboard" and isinstance(wanted.get("user"), str):
+        return _onboard_plan(
+            build, live.find_user(view.directory, settings, wanted["user"]), _target(view, settings, wanted)
+        ).changes
     from .bulk import rebuild as rebuild_bulk
 
     found = rebuild_bulk(settings, build, changes)
     if found is None:
         raise RoleCommandError(f"a {changes.kind} change set is applied by its own command, not from a file")
     return found
+
+
+def _target(view, settings: Settings, wanted: dict) -> OnboardTarget:
+    """An onboarding's target from a plan file's intent, each DN named again as the command names it."""
+
+    def texts(key: str) -> list[str]:
+        found = wanted.get(key) or []
+        if not isinstance(found, list):
+            raise RoleCommandError(f"the plan's {key} is not a list")
+        return [str(item) for item in found]
+
+    new_role = wanted.get("new_role")
+    return OnboardTarget(
+        roles=tuple(live.find_group(view.directory, settings, r, ROLE) for r in texts("roles")),
+        new_role=check_role_name(new_role) if isinstance(new_role, str) else None,
+        new_grants=tuple(texts("new_grants")),
+        extras=tuple(live.find_groups(view.directory, settings, texts("extras"), GRANT) if texts("extras") else ()),
+    )
 
 
 def catalogue_after_rollback(store: Store, directory, settings: Settings, batch: Batch, ticket: str | None) -> None:
