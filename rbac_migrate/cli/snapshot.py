@@ -59,7 +59,8 @@ def prune(app, keep, days) -> None:
     """Remove old snapshots and the entry versions only they held; the latest is always kept.
 
     The findings register is brought up to date first, so every finding keeps the date it was
-    first seen and its history of fixes; the progress trend starts at the oldest snapshot kept.
+    first seen and its history of fixes; each snapshot removed leaves its progress and findings
+    counts behind, so the trends of 'report progress' and 'report orphans' still start at the first.
 
     \b
     Example:
@@ -70,11 +71,12 @@ def prune(app, keep, days) -> None:
         raise click.UsageError("give --keep N or --older-than DAYS")
     older = datetime.now(timezone.utc) - timedelta(days=days) if days is not None else None
     store = connections.store_for(app.settings)
+    points = None
     if store.snapshots():
         from .. import reports
 
-        reports.orphans(store)  # what reports need from the history, into the register, before it goes
-    removed = store.prune_snapshots(keep=keep, older_than=older)
+        points = reports.history_points(store)  # what reports need from the history, kept before it goes
+    removed = store.prune_snapshots(keep=keep, older_than=older, points=points)
     remaining = store.snapshots()
     note(f"removed {len(removed)} snapshots; {len(remaining)} kept, oldest {remaining[0].id if remaining else '-'}")
     for snapshot_id in removed:

@@ -17,9 +17,9 @@ from ..bulkwork import bulk_work
 from ..model import ACCEPTED, OPEN, RegisteredFinding, Snapshot, SnapshotInfo
 from .auditlog import Person
 from .hrfeed import read_hr_feed
-from .orphans import CATEGORIES, Finding, OrphanReport, filled, find_orphans, orphan_report
+from .orphans import CATEGORIES, Finding, OrphanReport, TrendPoint, filled, find_orphans, orphan_report
 from .outliers import OutlierSettings
-from .progress import ProgressReport, progress_report
+from .progress import ProgressPoint, ProgressReport, progress_report
 from .provenance import as_utc, iso
 from .register import findings_metrics
 
@@ -75,10 +75,41 @@ def orphans(
         report = orphan_report(_History(store, snapshot), hr_ids, outliers, exceptions, now)
         # The register's tens of thousands of keys, made while the snapshot is still loaded.
         _register(store, report)
+    kept = _kept(store, report.snapshot.id)
+    report.trend[:0] = [TrendPoint(info, dict(found["summary"]), found["accepted"]) for info, _, found in kept]
     if hr_feed is not None:
         report.hr_feed = f"{hr_feed.name} ({len(hr_ids or ())} ids)"
     report.provenance = provenance(report.snapshot, now)
     return report
+
+
+def _kept(store: Store, reported: int) -> list[tuple[SnapshotInfo, dict, dict]]:
+    """What reports kept of snapshots pruned from before the reported one: trends still start at the first."""
+    return [point for point in store.kept_points() if point[0].id < reported]
+
+
+def history_points(store: Store) -> dict[int, dict]:
+    """What reports would keep of each stored snapshot, were it pruned: its progress and findings
+    counts, by snapshot id. Brings the findings register up to date on the way, so every finding
+    keeps its first sighting."""
+    found = orphans(store)
+    with bulk_work():
+        points = progress_report(_History(store, None), []).points
+    trend = {p.snapshot.id: {"summary": p.summary, "accepted": p.accepted} for p in found.trend}
+    return {
+        p.snapshot.id: {
+            "progress": {
+                "users": p.users,
+                "with_roles": p.with_roles,
+                "direct_grants": p.direct_grants,
+                "covered": p.covered,
+                "holders": p.holders,
+            },
+            "findings": trend[p.snapshot.id],
+        }
+        for p in points
+        if p.snapshot.id in trend
+    }
 
 
 def provenance(info: SnapshotInfo, now: datetime | None = None) -> dict:
@@ -154,6 +185,7 @@ def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
         result = progress_report(_History(store, None), store.migration_batches())
+    result.points[:0] = [ProgressPoint(info, **fields) for info, fields, _ in _kept(store, result.snapshot.id)]
     found = orphans(store)  # brings the findings register up to the newest snapshot
     result.findings = findings_metrics(found.trend, store.findings.register())
     result.provenance = found.provenance

@@ -179,10 +179,18 @@ class Store:
         with self.connect() as conn:
             return snapshot_store.sync_state(conn, info.id)
 
-    def prune_snapshots(self, keep: int | None = None, older_than: datetime | None = None) -> list[int]:
-        """Remove old snapshots (never the latest) and the versions only they held; return their ids."""
+    def prune_snapshots(
+        self, keep: int | None = None, older_than: datetime | None = None, points: Mapping[int, Mapping] | None = None
+    ) -> list[int]:
+        """Remove old snapshots (never the latest) and the versions only they held; return their ids.
+        ``points``: what reports keep of each snapshot removed, by id (see ``kept_points``)."""
         with self.begin() as conn:
-            return snapshot_store.prune(conn, keep, older_than)
+            return snapshot_store.prune(conn, keep, older_than, points)
+
+    def kept_points(self) -> list[tuple[SnapshotInfo, dict, dict]]:
+        """What reports kept of pruned snapshots, oldest first: (listing line, progress, findings)."""
+        with self.connect() as conn:
+            return snapshot_store.kept_points(conn)
 
     def snapshots(self) -> list[SnapshotInfo]:
         with self.connect() as conn:

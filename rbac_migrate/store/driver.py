@@ -19,7 +19,7 @@ from ..errors import StoreError
 
 CHUNK = 500  # values per IN (...) list
 MAX_VARIABLES = 900  # parameters per SQLite statement: below the 999 of SQLite before 3.32
-HEAD = "0009_current_names"  # the schema revision this code writes; store.migrations checks it against Alembic
+HEAD = "0010_history_points"  # the schema revision this code writes; store.migrations checks it against Alembic
 
 
 class Db:

@@ -306,3 +306,19 @@ plan_approvals = Table(
     Column("ticket", Text),
     Column("approved_at", UTCDateTime(), nullable=False),
 )
+
+# What reports keep of a snapshot 'snapshot prune' removed: its listing line, its migration
+# progress and its findings counts (JSON), so trends still start at the first snapshot.
+history_points = Table(
+    "history_points",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True),
+    Column("taken_at", UTCDateTime(), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("grants", Integer, nullable=False),
+    Column("roles", Integer, nullable=False),
+    Column("memberships", Integer, nullable=False),
+    Column("progress", Text, nullable=False),
+    Column("findings", Text, nullable=False),
+)

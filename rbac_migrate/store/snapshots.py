@@ -10,15 +10,18 @@ packed array of those numbers.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Connection
 
+from ..kinds import SnapshotInfo
 from .driver import aware
-from .schema import entry_versions, snapshots
+from .schema import entry_versions, history_points, snapshots
 
 V = entry_versions.c
+LISTED = ("taken_at", "source", "users", "grants", "roles", "memberships")  # a snapshot's listing line
 
 
 def valid_at(snapshot_id: int, latest: bool = False):
@@ -36,12 +39,16 @@ def sync_state(conn: Connection, snapshot_id: int) -> dict | None:
 # -- pruning ------------------------------------------------------------------------------------
 
 
-def prune(conn: Connection, keep: int | None, older_than: datetime | None) -> list[int]:
+def prune(
+    conn: Connection, keep: int | None, older_than: datetime | None, points: Mapping[int, Mapping] | None = None
+) -> list[int]:
     """Remove snapshots beyond the newest ``keep`` or taken before ``older_than``; never the latest.
 
-    Versions no remaining snapshot holds go with them. Returns the ids removed.
+    Versions no remaining snapshot holds go with them. ``points`` holds, by snapshot id, what
+    reports keep of a removed snapshot ({"progress": ..., "findings": ...}); it is written in the
+    same transaction, so no snapshot goes without its point. Returns the ids removed.
     """
-    listing = conn.execute(select(snapshots.c.id, snapshots.c.taken_at).order_by(snapshots.c.id)).all()
+    listing = conn.execute(select(snapshots).order_by(snapshots.c.id)).all()
     if not listing:
         return []
     doomed = set()
@@ -52,8 +59,32 @@ def prune(conn: Connection, keep: int | None, older_than: datetime | None) -> li
     doomed.discard(listing[-1].id)
     if not doomed:
         return []
+    kept_already = set(conn.execute(select(history_points.c.snapshot_id)).scalars())
+    for row in listing:
+        if row.id in doomed and row.id not in kept_already and points and row.id in points:
+            conn.execute(
+                history_points.insert().values(
+                    snapshot_id=row.id,
+                    **{name: getattr(row, name) for name in LISTED},
+                    progress=json.dumps(points[row.id]["progress"], sort_keys=True),
+                    findings=json.dumps(points[row.id]["findings"], sort_keys=True),
+                )
+            )
     conn.execute(delete(snapshots).where(snapshots.c.id.in_(sorted(doomed))))
     kept = snapshots.alias("kept")
     still_held = select(kept.c.id).where(kept.c.id >= V.since, or_(V.until.is_(None), kept.c.id < V.until)).exists()
     conn.execute(delete(entry_versions).where(~still_held))
     return sorted(doomed)
+
+
+def kept_points(conn: Connection) -> list[tuple[SnapshotInfo, dict, dict]]:
+    """What reports kept of pruned snapshots, oldest first: (listing line, progress, findings)."""
+    rows = conn.execute(select(history_points).order_by(history_points.c.snapshot_id)).all()
+    return [
+        (
+            SnapshotInfo(row.snapshot_id, *(getattr(row, name) for name in LISTED)),
+            json.loads(row.progress),
+            json.loads(row.findings),
+        )
+        for row in rows
+    ]
