@@ -318,7 +318,58 @@ def _stop_all_at_exit() -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class Slapd(LdapUtilsMixin):
+class ServerLifecycle:
+    """Starting again, and ``with`` blocks, for a throwaway server: after a failure (or when
+    :attr:`keep` is set) its files are kept for a look, otherwise removed.
+
+    Shared by :class:`Slapd` and the test suite's Samba DC. The host supplies ``start``, ``stop``,
+    ``is_running``, ``cleanup``, ``workdir``, ``log_path``, ``keep``, ``_owns_workdir`` and
+    :attr:`NAME`.
+    """
+
+    NAME = "server"  # how a kept sandbox is announced
+    workdir: Path
+    keep: bool
+    _owns_workdir: bool
+
+    def restart(self) -> None:
+        """Stop (if running) and start again with the same config and data."""
+        self.stop()
+        self.start()
+
+    def _remove_empty_workdir(self) -> None:
+        """Leave no trace when nothing was built yet."""
+        if self._owns_workdir and self.workdir.is_dir() and not any(self.workdir.iterdir()):
+            self.workdir.rmdir()
+
+    def _stop_kept(self) -> None:
+        """Stop a server whose files stay for a look."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        # Allows ``with Slapd().start(ldif) as server:``.
+        if self.is_running():
+            return self
+        try:
+            return self.start()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if (self.keep or exc_type is not None) and self.workdir.is_dir():
+            self._stop_kept()
+            print(f"{self.NAME} sandbox kept in {self.workdir} (log: {self.log_path})", file=sys.stderr)
+            return
+        self.cleanup()
+
+
+class Slapd(ServerLifecycle, LdapUtilsMixin):
     """A throwaway OpenLDAP server running as a child of this process.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -330,6 +381,8 @@ class Slapd(LdapUtilsMixin):
     LDAPS listener at :attr:`ldaps_url`, with a certificate for ``tls_names``
     signed by the throwaway CA in :attr:`ca_file`.
     """
+
+    NAME = "slapd"
 
     def __init__(
         self,
@@ -766,20 +819,6 @@ olcRefintAttribute: uniqueMember
         self.keep = True
         return self.workdir / "slapd.pid"
 
-    def restart(self) -> None:
-        """Stop (if running) and start again with the same config and data.
-
-        The port stays the same unless another process grabbed it meanwhile
-        and the port was not fixed by the caller.
-        """
-        self.stop()
-        self.start()
-
-    def _remove_empty_workdir(self) -> None:
-        """Leave no trace when nothing was built yet."""
-        if self._owns_workdir and self.workdir.is_dir() and not any(self.workdir.iterdir()):
-            self.workdir.rmdir()
-
     def cleanup(self) -> None:
         """Stop the server and delete the work directory if it was created here."""
         self.stop()
@@ -787,28 +826,6 @@ olcRefintAttribute: uniqueMember
             shutil.rmtree(self.workdir, ignore_errors=True)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        # Allows ``with Slapd().start(ldif) as server:``.
-        if self.is_running():
-            return self
-        try:
-            return self.start()
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if (self.keep or exc_type is not None) and self.workdir.is_dir():
-            self.stop()
-            print(f"slapd sandbox kept in {self.workdir} (log: {self.log_path})", file=sys.stderr)
-            return
-        self.cleanup()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running() else "stopped"

@@ -23,14 +23,19 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from rbac_migrate.demo.sandbox import LdapUtilsMixin, NotInstalledError, SandboxError, _one_line, find_binary
+from rbac_migrate.demo.sandbox import (
+    LdapUtilsMixin,
+    NotInstalledError,
+    SandboxError,
+    ServerLifecycle,
+    _one_line,
+    find_binary,
+)
 
 if TYPE_CHECKING:
     from typing import Self
@@ -122,7 +127,7 @@ def _stop_all_at_exit() -> None:
 atexit.register(_stop_all_at_exit)
 
 
-class SambaDC(LdapUtilsMixin):
+class SambaDC(ServerLifecycle, LdapUtilsMixin):
     """A throwaway Samba AD domain controller running as a child of this process.
 
     Use it as a context manager, or call :meth:`start` and :meth:`cleanup`.
@@ -132,6 +137,8 @@ class SambaDC(LdapUtilsMixin):
     :attr:`ldaps_url` presents a certificate signed by :attr:`ca_file` that
     names the host ``HOST_NAME.realm`` and no IP address.
     """
+
+    NAME = "samba"
 
     def __init__(
         self,
@@ -352,15 +359,6 @@ class SambaDC(LdapUtilsMixin):
         self._proc = None
         _RUNNING.discard(self)
 
-    def restart(self) -> None:
-        """Stop and start again on the same address with the same data."""
-        self.stop()
-        self.start()
-
-    def _remove_empty_workdir(self) -> None:
-        if self._owns_workdir and self.workdir.is_dir() and not any(self.workdir.iterdir()):
-            self.workdir.rmdir()
-
     def cleanup(self) -> None:
         """Stop the DC, give up its address and delete the work directory if it was created here."""
         self.stop()
@@ -368,27 +366,9 @@ class SambaDC(LdapUtilsMixin):
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        if self.is_running():
-            return self
-        try:
-            return self.start()
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if (self.keep or exc_type is not None) and self.workdir.is_dir():
-            self.stop()
-            self._release_address()
-            print(f"samba sandbox kept in {self.workdir} (log: {self.log_path})", file=sys.stderr)
-            return
-        self.cleanup()
+    def _stop_kept(self) -> None:
+        self.stop()
+        self._release_address()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running() else "stopped"
