@@ -173,14 +173,7 @@ def add_grant(app, role, grants, output, ticket, yes) -> None:
     Example:
       rbac-migrate role add-grant role-finance-analyst fin-reporting-read --ticket CHG-7
     """
-    from ..roles import commands as roles_api
-
-    store = connections.store_for(app.settings)
-    writing(app, output, ticket)
-    outcome = roles_api.role_add_grant(
-        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
-    )
-    finished(outcome, output, f"{role} now grants {', '.join(grants)}")
+    _change_grants(app, role, grants, output, ticket, yes, adding=True)
 
 
 @role_group.command("remove-grant")
@@ -196,14 +189,18 @@ def remove_grant(app, role, grants, output, ticket, yes) -> None:
     Example:
       rbac-migrate role remove-grant role-finance-analyst fin-reporting-read --ticket CHG-8
     """
+    _change_grants(app, role, grants, output, ticket, yes, adding=False)
+
+
+def _change_grants(app, role, grants, output, ticket, yes, adding: bool) -> None:
     from ..roles import commands as roles_api
 
     store = connections.store_for(app.settings)
     writing(app, output, ticket)
-    outcome = roles_api.role_remove_grant(
-        app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output
-    )
-    finished(outcome, output, f"{role} no longer grants {', '.join(grants)}")
+    change = roles_api.role_add_grant if adding else roles_api.role_remove_grant
+    outcome = change(app.settings, store, role, split_grants(grants), ticket, asker(yes), app.prompt, output)
+    done = f"{role} now grants" if adding else f"{role} no longer grants"
+    finished(outcome, output, f"{done} {', '.join(grants)}")
 
 
 @role_group.command("delete")
