@@ -10,7 +10,7 @@ from ..errors import UsageError
 from . import pass_app
 from .refresh import refresh, refresh_option
 from .render import emit, format_option, note
-from .writes import asker, check_ticket, refuse_unapproved_write, report, write_options
+from .writes import asker, plan_option, report, write_options, writing
 
 
 def rule_text(rule) -> str:
@@ -69,7 +69,7 @@ def rule_remove(app, role) -> None:
 @click.command("sync")
 @click.argument("role")
 @click.option("--batch-size", type=click.IntRange(1), help="Add at most N users this time [max_batch_size].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the change set as a plan for review.")
+@plan_option
 @write_options
 @format_option()
 @refresh_option
@@ -84,9 +84,7 @@ def sync(app, role, batch_size, output, ticket, yes, fmt, no_refresh) -> None:
     """
     from ..roles import bulk
 
-    if not output:
-        check_ticket(app, ticket)
-        refuse_unapproved_write(app)
+    writing(app, output, ticket)
     store = connections.store_for(app.settings)
     refresh(app, store, no_refresh)
     found, outcome = bulk.sync(app.settings, store, role, batch_size, output, ticket, asker(yes), app.prompt)

@@ -6,7 +6,7 @@ The computations live in orphans.py and progress.py (pure, over snapshots); html
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,17 +96,9 @@ def history_points(store: Store) -> dict[int, dict]:
     with bulk_work():
         points = progress_report(_History(store, None), []).points
     trend = {p.snapshot.id: {"summary": p.summary, "accepted": p.accepted} for p in found.trend}
+    counted = [f.name for f in fields(ProgressPoint) if f.name != "snapshot"]  # what ProgressPoint(info, **…) takes
     return {
-        p.snapshot.id: {
-            "progress": {
-                "users": p.users,
-                "with_roles": p.with_roles,
-                "direct_grants": p.direct_grants,
-                "covered": p.covered,
-                "holders": p.holders,
-            },
-            "findings": trend[p.snapshot.id],
-        }
+        p.snapshot.id: {"progress": {name: getattr(p, name) for name in counted}, "findings": trend[p.snapshot.id]}
         for p in points
         if p.snapshot.id in trend
     }
@@ -185,7 +177,7 @@ def progress(store: Store) -> ProgressReport:
     """Role coverage over every snapshot, and each role's migration state from the journal."""
     with bulk_work():
         result = progress_report(_History(store, None), store.migration_batches())
-    result.points[:0] = [ProgressPoint(info, **fields) for info, fields, _ in _kept(store, result.snapshot.id)]
+    result.points[:0] = [ProgressPoint(info, **counts) for info, counts, _ in _kept(store, result.snapshot.id)]
     found = orphans(store)  # brings the findings register up to the newest snapshot
     result.findings = findings_metrics(found.trend, store.findings.register())
     result.provenance = found.provenance
