@@ -6,10 +6,12 @@ starts without building the others.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from .dn import normalize
+from .errors import NotFoundError
 
 USER = "user"
 GRANT = "grant"
@@ -41,3 +43,21 @@ class SnapshotInfo:
     grants: int
     roles: int
     memberships: int
+
+
+def pick_snapshot(listing: Sequence[SnapshotInfo], ref: int | str | None) -> SnapshotInfo:
+    """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
+    if not listing:
+        raise NotFoundError("no snapshot yet: run 'rbac-migrate snapshot take'")
+    if ref in (None, "latest"):
+        return listing[-1]
+    try:
+        number = int(ref)
+    except (TypeError, ValueError):
+        raise NotFoundError(f"snapshot '{ref}' is not a number or 'latest'") from None
+    if number < 0 and -number <= len(listing):
+        return listing[number - 1]
+    for info in listing:
+        if info.id == number:
+            return info
+    raise NotFoundError(f"no snapshot {ref}: 'rbac-migrate snapshot list' shows them")

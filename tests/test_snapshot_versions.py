@@ -137,6 +137,31 @@ def test_random_history_reconstructs_every_snapshot_exactly(store_url, seed):
     assert {by_idx[i] for i in loaded_disabled} == disabled
 
 
+@pytest.mark.parametrize("hostile", ["", "uid=two\nlines,ou=people,dc=x"])
+def test_names_member_values_resolve_to_match_a_plain_read(store_url, hostile):
+    """The DN -> entity map an incremental read resolves member values with, read in one go,
+    agrees with the current rows read one by one, also when a DN holds the separator it joins on."""
+    from rbac_migrate.store.driver import driver_of
+    from rbac_migrate.store.snapshot_writer import Latest
+
+    store = open_store(store_url)
+    history = History(3)
+    if hostile:
+        history.users["00000000-0000-0000-0000-999999999999"] = {"dn": hostile, "name": "x", "on": True, "title": "qa"}
+    for step in range(3):
+        store.save_snapshot(history.snapshot(START + timedelta(days=step)))
+        history.mutate()
+    with store.connect() as conn:
+        rows = conn.execute(text("SELECT dn, entity FROM entry_versions WHERE until IS NULL")).all()
+        plain = {dn.encode(): entity for dn, entity in rows}
+        assert len(plain) == len(rows) > 30
+        assert any(b"\n" in dn for dn in plain) == bool(hostile)
+        latest = Latest(driver_of(conn))
+        assert latest.names(set()) == plain
+        some = {rows[0][1], rows[-1][1]}
+        assert latest.names(some) == {dn: e for dn, e in plain.items() if e not in some}
+
+
 def _version_rows(store) -> int:
     with store.connect() as conn:
         return conn.execute(select(func.count()).select_from(entry_versions)).scalar()

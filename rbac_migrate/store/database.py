@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..audit import AuditRecord
 from ..errors import NotFoundError, StoreError
+from ..kinds import pick_snapshot
 from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, lean, migrations
@@ -199,7 +200,7 @@ class Store:
 
     def snapshot_info(self, ref: int | str | None = None) -> SnapshotInfo:
         """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
-        return lean.pick(self.snapshots(), ref)
+        return pick_snapshot(self.snapshots(), ref)
 
     def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None) -> Snapshot:
         """Load a whole snapshot, or only entries of the given kinds plus every group."""

@@ -239,9 +239,9 @@ class DriverStore:
         return [SnapshotInfo(row[0], aware(row[1]), *row[2:]) for row in self.db.rows(query)]
 
     def snapshot_info(self, ref: int | str | None = None):
-        from .lean import pick
+        from ..kinds import pick_snapshot
 
-        return pick(self.snapshots(), ref)
+        return pick_snapshot(self.snapshots(), ref)
 
     def load_snapshot(self, ref: int | str | None = None, kinds: tuple[str, ...] | None = None):
         """As ``Store.load_snapshot``."""

@@ -16,31 +16,12 @@ from typing import Any
 
 from .. import dn as dnutil
 from ..audit import operator
-from ..errors import NotFoundError
-from ..kinds import DANGLING, EXTERNAL, GROUP_KINDS, USER, SnapshotInfo
+from ..kinds import DANGLING, EXTERNAL, GROUP_KINDS, USER
 from ..model import ACTIVE, Entry, RoleDefinition, Snapshot
 from .driver import Db, aware
 from .packing import unpack
 
 ENTRY_COLUMNS = "entity, kind, dn, name, uuid, enabled, CAST(attrs AS TEXT)"
-
-
-def pick(listing: Sequence[SnapshotInfo], ref: int | str | None) -> SnapshotInfo:
-    """The snapshot named by id, 'latest' / None, or a negative offset (-1 = previous)."""
-    if not listing:
-        raise NotFoundError("no snapshot yet: run 'rbac-migrate snapshot take'")
-    if ref in (None, "latest"):
-        return listing[-1]
-    try:
-        number = int(ref)
-    except (TypeError, ValueError):
-        raise NotFoundError(f"snapshot '{ref}' is not a number or 'latest'") from None
-    if number < 0 and -number <= len(listing):
-        return listing[number - 1]
-    for info in listing:
-        if info.id == number:
-            return info
-    raise NotFoundError(f"no snapshot {ref}: 'rbac-migrate snapshot list' shows them")
 
 
 def _valid_at(db: Db, snapshot_id: int) -> tuple[str, tuple]:
