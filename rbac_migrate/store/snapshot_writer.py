@@ -377,8 +377,11 @@ def _drop_indexes(db: Db) -> list[tuple[str, str]]:
 
 def _analyze(db: Db) -> None:
     """Statistics once a large first snapshot lands; later ones have the same shape."""
-    if not db.postgres:
-        db.run("PRAGMA analysis_limit=1000")  # sampled: enough for the planner, not a scan of every index
+    # A small sample is enough for the planner: the versions of one directory look alike.
+    if db.postgres:
+        db.run("SET LOCAL default_statistics_target = 10")  # 3,000 rows sampled, not 30,000
+    else:
+        db.run("PRAGMA analysis_limit=1000")  # not a scan of every index
     db.run("ANALYZE entry_versions")
 
 
