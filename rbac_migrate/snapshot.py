@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from . import dn as dnutil
@@ -87,7 +88,7 @@ class _Reader:
         self.rows: list[tuple] = []  # users, and entries member values point at
         self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
-        self.by_raw: dict[bytes, int] = {}
+        self.by_raw: dict[bytes, int | None] = _Names()
         self.by_norm: dict[str, int] = {}
         # An incremental read knows kept entries by their exact DN only; other spellings are looked up.
         self.kept_by_norm: Callable[[str], int | None] | None = None
@@ -110,8 +111,9 @@ class _Reader:
     def know(self, kept: dict[bytes, int]) -> None:
         """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
         resolve to; an entry read now wins over a kept one with its DN."""
-        kept.update(self.by_raw)
-        self.by_raw = kept
+        names = _Names(kept)
+        names.update(self.by_raw)
+        self.by_raw = names
 
     def uuid_of(self, raw: dict[str, list[bytes]]) -> str | None:
         return self.directory.first_values(raw, self.keys_cache).get(self.uuid_key)
@@ -163,19 +165,25 @@ class _Reader:
 
     def resolved_groups(self) -> list[tuple]:
         """Group rows with their member values resolved; entries found only as member values join ``rows``."""
-        lookup = self.by_raw.get
+        by_raw = self.by_raw
         out: list[tuple] = []
-        unmatched: list[int] = []
+        unmatched: list[tuple[int, list, list[int]]] = []  # a group with values to resolve: where they sit
         for row, values in self.groups:
+            # One C loop over the values (twice as fast as map and get); None where unknown.
+            entities = itemgetter(*values)(by_raw) if len(values) > 1 else tuple(map(by_raw.__getitem__, values))
             try:  # every value a known DN byte for byte: the common case, a million times over
-                out.append((*row[:MEMBERS], pack(map(lookup, values))))
+                out.append((*row[:MEMBERS], pack(entities)))
             except TypeError:  # values to resolve by their normalised DN, or to add as new entries
-                unmatched.append(len(out))
+                unmatched.append((len(out), list(entities), _positions(entities, None)))
                 out.append(row)
         if unmatched:
-            self._resolve(dict.fromkeys(v for i in unmatched for v in self.groups[i][1] if lookup(v) is None))
-            for i in unmatched:
-                out[i] = (*out[i][:MEMBERS], pack(map(lookup, self.groups[i][1])))
+            groups = self.groups
+            self._resolve(dict.fromkeys(groups[i][1][at] for i, _entities, positions in unmatched for at in positions))
+            for i, entities, positions in unmatched:
+                values = groups[i][1]
+                for at in positions:
+                    entities[at] = by_raw[values[at]]
+                out[i] = (*out[i][:MEMBERS], pack(entities))
         return out
 
     def _resolve(self, values: Iterable[bytes]) -> None:
@@ -200,6 +208,25 @@ class _Reader:
             self.rows.append(row)
             for value, _text in spellings:
                 self.by_raw[value] = row[ENTITY]
+
+
+class _Names(dict):
+    """{member value: entity}, giving None for a value not known (yet) rather than raising."""
+
+    def __missing__(self, _value: bytes) -> None:
+        return None
+
+
+def _positions(items: tuple, wanted) -> list[int]:
+    """Where ``wanted`` sits in ``items``, found by C loops: it is rare in a long tuple."""
+    found: list[int] = []
+    at = -1
+    while True:
+        try:
+            at = items.index(wanted, at + 1)
+        except ValueError:
+            return found
+        found.append(at)
 
 
 def _members(values: list[bytes]) -> list[bytes]:
