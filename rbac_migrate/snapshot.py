@@ -108,12 +108,11 @@ class _Reader:
         """The entities of the rows read so far, users and groups."""
         return {row[ENTITY] for row in self.rows} | {row[ENTITY] for row, _values in self.groups}
 
-    def know(self, kept: dict[bytes, int]) -> None:
+    def know(self, kept: _Names) -> None:
         """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
         resolve to; an entry read now wins over a kept one with its DN."""
-        names = _Names(kept)
-        names.update(self.by_raw)
-        self.by_raw = names
+        kept.update(self.by_raw)
+        self.by_raw = kept
 
     def uuid_of(self, raw: dict[str, list[bytes]]) -> str | None:
         return self.directory.first_values(raw, self.keys_cache).get(self.uuid_key)
@@ -348,7 +347,7 @@ class _Incremental:
             # A kept entry whose DN an entry read now has in another spelling is not kept by that DN.
             renamed = {c.entity for c in latest.of_kinds(KINDS, reader.by_norm)}
             skip = changed | self.gone | replaced | renamed
-            reader.know(latest.names(skip))
+            reader.know(latest.names(skip, _Names))
             reader.kept_by_norm = partial(self._kept_by_norm, skip)
         group_rows = reader.resolved_groups()
         rows += self._rewritten(members, replaced, changed)

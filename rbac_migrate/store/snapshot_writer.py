@@ -201,16 +201,17 @@ class Latest:
             for e, blob in self.db.rows(f"SELECT entity, members {CURRENT} AND members IS NOT NULL")
         }
 
-    def names(self, skip: set[int]) -> dict[bytes, int]:
-        """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
-        found = self._all_names()
+    def names(self, skip: set[int], kind: type[dict] = dict) -> dict[bytes, int]:
+        """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to.
+        ``kind`` is the mapping made (a dict subclass), so the caller need not copy it."""
+        found = self._all_names(kind)
         if skip:
             for dn, entity in self.db.rows_in(f"SELECT dn, entity {CURRENT} AND entity IN ({{marks}})", skip):
                 if found.get(dn.encode()) == entity:
                     del found[dn.encode()]
         return found
 
-    def _all_names(self) -> dict[bytes, int]:
+    def _all_names(self, kind: type[dict]) -> dict[bytes, int]:
         """{DN as UTF-8: entity} of every current entry.
 
         A hundred thousand rows cost more as Python row objects than the database spends finding
@@ -225,11 +226,11 @@ class Latest:
             joined = f"SELECT count(*), CAST(group_concat(dn, char(10)) AS BLOB), group_concat(entity) {index}"
         count, dns, entities = self.db.rows(joined)[0]
         if not count:
-            return {}
+            return kind()
         pieces = (dns.encode() if isinstance(dns, str) else dns).split(b"\n")
         if len(pieces) == count:
-            return dict(zip(pieces, json.loads(f"[{entities}]"), strict=True))  # json parses in C
-        return {dn.encode(): entity for dn, entity in self.db.rows(f"SELECT dn, entity {CURRENT}")}
+            return kind(zip(pieces, json.loads(f"[{entities}]"), strict=True))  # json parses in C
+        return kind((dn.encode(), entity) for dn, entity in self.db.rows(f"SELECT dn, entity {CURRENT}"))
 
 
 def _driver_row(row: tuple) -> tuple:
