@@ -199,7 +199,7 @@ class _Reader:
                 new.setdefault(norm, []).append((value, text))
             else:
                 self.by_raw[value] = found
-        existing = self.directory.resolving(spellings[0][1] for spellings in new.values() if "=" in spellings[0][1])
+        existing = self.directory.resolving(spellings[0][1] for spellings in new.values())
         for norm, spellings in new.items():
             text = spellings[0][1]
             self.unknown += 1
@@ -411,7 +411,7 @@ class _Incremental:
 
     def _reclassified(self, loose: list[Current]) -> list[tuple]:
         """Entries member values point at outside the managed ones, looked at again: existing, or dangling."""
-        existing = self.directory.resolving(cur.dn for cur in loose if "=" in cur.dn)
+        existing = self.directory.resolving(cur.dn for cur in loose)
         changed = [cur.entity for cur in loose if (EXTERNAL if cur.dn in existing else DANGLING) != cur.kind]
         rows = self.latest.rows(changed).values()
         return [(*row[:KIND], DANGLING if row[KIND] == EXTERNAL else EXTERNAL, *row[KIND + 1 :]) for row in rows]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..errors import ConfigError, DirectoryError
 from . import address, contentsync, values
-from .reads import Reads, stands_for_someone
+from .reads import Reads, could_name_entries, stands_for_someone
 
 try:  # optional accelerator: `pip install rbac-migrate[fast]`
     import _ldap
@@ -296,7 +296,7 @@ class ReadDirectory(Reads):
 
     def resolving(self, dns: Iterable[str]) -> set[str]:
         """As ``Reads.resolving``, with the searches sent ahead of their answers."""
-        found = self.reader.bases(list(dns), ["objectClass"])
+        found = self.reader.bases(could_name_entries(dns), ["objectClass"])
         return {dn for dn, raw in found if stands_for_someone(None if raw is None else values.decode(raw))}
 
     def close(self) -> None:

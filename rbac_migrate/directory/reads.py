@@ -15,6 +15,12 @@ def stands_for_someone(attrs: dict[str, list[str]] | None) -> bool:
     return attrs is not None and FOREIGN_PRINCIPAL not in {c.lower() for c in attrs.get("objectclass", [])}
 
 
+def could_name_entries(texts: Iterable[str]) -> list[str]:
+    """The texts that could be DNs of entries: a DN holds at least one ``attribute=value``. A member
+    value such as a bare name names nothing, and costs no search."""
+    return [text for text in texts if "=" in text]
+
+
 class Reads:
     """Searches decoded to text, single entries, the root DSE and base checks.
 
@@ -78,8 +84,9 @@ class Reads:
 
     def resolving(self, dns: Iterable[str]) -> set[str]:
         """Which of these DNs ``resolves``: one search each here; a connection that can have many
-        searches in flight at once answers them together."""
-        return {dn for dn in dns if self.resolves(dn)}
+        searches in flight at once answers them together. A text that names no entry at all
+        (no ``attribute=value``) is not asked about."""
+        return {dn for dn in could_name_entries(dns) if self.resolves(dn)}
 
     def check_base(self, name: str, base: str) -> None:
         """Fail with one line when a configured base DN does not exist."""
