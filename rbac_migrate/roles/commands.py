@@ -465,12 +465,12 @@ def _target(view, settings: Settings, wanted: dict) -> OnboardTarget:
             raise RoleCommandError(f"the plan's {key} is not a list")
         return [str(item) for item in found]
 
-    new_role = wanted.get("new_role")
+    new_role, extras = wanted.get("new_role"), texts("extras")
     return OnboardTarget(
         roles=tuple(live.find_group(view.directory, settings, r, ROLE) for r in texts("roles")),
         new_role=check_role_name(new_role) if isinstance(new_role, str) else None,
         new_grants=tuple(texts("new_grants")),
-        extras=tuple(live.find_groups(view.directory, settings, texts("extras"), GRANT) if texts("extras") else ()),
+        extras=tuple(live.find_groups(view.directory, settings, extras, GRANT) if extras else ()),
     )
 
 

@@ -271,7 +271,11 @@ class DriverStore:
         try:
             return read(self.db, *args)
         except self.db.error as exc:
-            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> StoreError:
+        """A database error as the one line a user is shown."""
+        return StoreError(f"store {self.display_url}: {first_line(exc)}")
 
     def transaction(self, work):
         """``work(db)`` in one transaction, taking SQLite's write lock first; its result."""
@@ -286,7 +290,7 @@ class DriverStore:
                 raise
             raw.execute("COMMIT") if sqlite else raw.commit()
         except self.db.error as exc:
-            raise StoreError(f"store {self.display_url}: {first_line(exc)}") from None
+            raise self._failed(exc) from None
         return done
 
     def sync_state(self) -> dict | None:

@@ -20,6 +20,7 @@ from ..kinds import DANGLING, EXTERNAL, GROUP_KINDS, USER
 from ..model import ACTIVE, Entry, RoleDefinition, Snapshot
 from .driver import Db, aware
 from .packing import unpack
+from .snapshot_writer import attrs_text
 
 ENTRY_COLUMNS = "entity, kind, dn, name, uuid, enabled, CAST(attrs AS TEXT)"
 
@@ -106,9 +107,9 @@ def find_peers(db: Db, snapshot_id: int, attrs: Mapping[str, str]) -> list[int]:
     Entries keep their attributes as compact JSON in configured order, so equal attributes are
     equal text, found through an index on that text; no JSON is parsed.
     """
-    if not attrs:
+    text = attrs_text(attrs, {})  # the form the snapshot writer stores
+    if text is None:
         return []
-    text = json.dumps(dict(attrs), separators=(",", ":"))
     # Only the attribute text in the condition, so that the planner takes its index.
     rows = db.rows(
         "SELECT entity, kind, enabled, since, until FROM entry_versions WHERE CAST(attrs AS TEXT) = ?", (text,)

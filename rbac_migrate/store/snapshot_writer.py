@@ -207,8 +207,9 @@ class Latest:
         found = self._all_names(kind)
         if skip:
             for dn, entity in self.db.rows_in(f"SELECT dn, entity {CURRENT} AND entity IN ({{marks}})", skip):
-                if found.get(dn.encode()) == entity:
-                    del found[dn.encode()]
+                key = dn.encode()
+                if found.get(key) == entity:
+                    del found[key]
         return found
 
     def _all_names(self, kind: type[dict]) -> dict[bytes, int]:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..kinds import SnapshotInfo
 from .driver import aware
+from .lean import as_json
 from .schema import entry_versions, history_points, snapshots
 
 V = entry_versions.c
@@ -66,8 +67,8 @@ def prune(
                 history_points.insert().values(
                     snapshot_id=row.id,
                     **{name: getattr(row, name) for name in LISTED},
-                    progress=json.dumps(points[row.id]["progress"], sort_keys=True),
-                    findings=json.dumps(points[row.id]["findings"], sort_keys=True),
+                    progress=as_json(points[row.id]["progress"]),
+                    findings=as_json(points[row.id]["findings"]),
                 )
             )
     conn.execute(delete(snapshots).where(snapshots.c.id.in_(sorted(doomed))))
