@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 IDENTITY_TERMS = 200  # identities per search for the disabled state of changed users
 EARLY_CHUNK = 10000  # users handed to a first snapshot's writer thread at a time
+# Groups asked for per page in a full read (fewer where page_size says so): a page holds every
+# member value of its groups until the last is read, a million for a thousand groups of a thousand.
+GROUP_PAGE = 100
 LOOSE = (DANGLING, EXTERNAL)  # entries known only from member values
 KINDS = (USER, GRANT, ROLE, DANGLING, EXTERNAL)
 Progress = Callable[[str, int], None]
@@ -87,6 +90,9 @@ class _Reader:
         self.disabled = {dnutil.normalize(dn) for dn, _ in disabled}
         self.rows: list[tuple] = []  # users, and entries member values point at
         self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
+        self.group_rows: list[tuple] = []  # groups settled: members packed, or waiting in ``unmatched``
+        # Groups with values to resolve: where the row sits, its entities so far, where they are missing, its values.
+        self.unmatched: list[tuple[int, list, list[int], list[bytes]]] = []
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
         self.by_raw: dict[bytes, int | None] = _Names()
         self.by_norm: dict[str, int] = {}
@@ -106,7 +112,8 @@ class _Reader:
 
     def entities(self) -> set[int]:
         """The entities of the rows read so far, users and groups."""
-        return {row[ENTITY] for row in self.rows} | {row[ENTITY] for row, _values in self.groups}
+        rows = (self.rows, self.group_rows, (row for row, _values in self.groups))
+        return {row[ENTITY] for some in rows for row in some}
 
     def know(self, kept: _Names) -> None:
         """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
@@ -162,27 +169,34 @@ class _Reader:
                     members += _members(member_values)
             self.groups.append((row, members))
 
-    def resolved_groups(self) -> list[tuple]:
-        """Group rows with their member values resolved; entries found only as member values join ``rows``."""
-        by_raw = self.by_raw
-        out: list[tuple] = []
-        unmatched: list[tuple[int, list, list[int]]] = []  # a group with values to resolve: where they sit
+    def settle(self) -> None:
+        """Pack the members of the groups read so far whose values all name entries already read,
+        byte for byte: the common case, a million times over. The rest wait for ``resolved_groups``.
+
+        A full read settles as it goes, so only a page of raw member values is held at a time.
+        """
+        by_raw, out = self.by_raw, self.group_rows
         for row, values in self.groups:
             # One C loop over the values (twice as fast as map and get); None where unknown.
             entities = itemgetter(*values)(by_raw) if len(values) > 1 else tuple(map(by_raw.__getitem__, values))
-            try:  # every value a known DN byte for byte: the common case, a million times over
+            try:
                 out.append((*row[:MEMBERS], pack(entities)))
             except TypeError:  # values to resolve by their normalised DN, or to add as new entries
-                unmatched.append((len(out), list(entities), _positions(entities, None)))
+                self.unmatched.append((len(out), list(entities), _positions(entities, None), values))
                 out.append(row)
+        self.groups = []
+
+    def resolved_groups(self) -> list[tuple]:
+        """Group rows with their member values resolved; entries found only as member values join ``rows``."""
+        self.settle()
+        out, unmatched, by_raw = self.group_rows, self.unmatched, self.by_raw
         if unmatched:
-            groups = self.groups
-            self._resolve(dict.fromkeys(groups[i][1][at] for i, _entities, positions in unmatched for at in positions))
-            for i, entities, positions in unmatched:
-                values = groups[i][1]
+            self._resolve(dict.fromkeys(values[at] for _i, _found, positions, values in unmatched for at in positions))
+            for i, entities, positions, values in unmatched:
                 for at in positions:
                     entities[at] = by_raw[values[at]]
                 out[i] = (*out[i][:MEMBERS], pack(entities))
+            self.unmatched = []
         return out
 
     def _resolve(self, values: Iterable[bytes]) -> None:
@@ -283,25 +297,30 @@ def take(directory, settings: Settings, latest: Latest, head: Head, report: Prog
     latest.load_all()
     users, *groups = searches(settings)
     reader = _Reader(directory, settings, latest, disabled_accounts(directory, settings))
-    early = latest.write_early(head)  # a first snapshot: users are inserted while the rest is read
-    count = handed = 0
+    # A first snapshot: users are inserted while the rest is read, and let go once handed over.
+    early = latest.write_early(head)
+    count = 0
     for dn, raw in directory.search_raw(users.base, users.filter, users.attributes):
         reader.user(dn, raw)
         count += 1
         if count % EARLY_CHUNK == 0:
             report("users", count)
             if early is not None:
-                early.add(reader.rows[handed:])
-                handed = len(reader.rows)
+                early.add(reader.rows)
+                reader.rows = []
     report("users", count)
     if early is not None:
-        early.add(reader.rows[handed:])
+        early.add(reader.rows)
+        reader.rows = []
         early.done()
     for search in groups:
-        before = len(reader.groups)
-        for dn, raw in directory.search_raw(search.base, search.filter, search.attributes):
+        before = len(reader.group_rows)
+        page = min(GROUP_PAGE, settings.page_size)
+        pages = directory.search_raw(search.base, search.filter, search.attributes, page_size=page)
+        for dn, raw in pages:
             reader.group(search.name, dn, raw)
-        report(f"{search.name} groups", len(reader.groups) - before)
+            reader.settle()
+        report(f"{search.name} groups", len(reader.group_rows) - before)
     group_rows = reader.resolved_groups()
     report("unresolved member values", reader.unknown)
     return Update(head, [*reader.rows, *group_rows], complete=True)

@@ -286,3 +286,34 @@ def test_joiner_propose_reads_the_catalogue_and_keeps_its_proposals_through_the_
     assert before <= made.created_at <= made.updated_at <= datetime.now(timezone.utc)
     assert made in store.roles.definitions(include_deleted=True)
     assert propose("newbie2")["proposals"]
+
+
+def test_pages_of_a_size_asked_for_read_what_one_page_reads_on_either_connection(org):
+    """A full read asks for groups a few at a time: a smaller page than the setting must still
+    bring every entry and every value, through libldap and through ldap3 alike."""
+    from rbac_migrate.config import load_settings
+    from rbac_migrate.directory import connect
+    from rbac_migrate.directory.libldap import open_reader
+
+    settings = load_settings(config=str(org.config), environ={})
+    base, attributes = org.sample.grant_base, ["cn", "member"]
+    admin = _admin(org)
+    admin.search(base, "(objectClass=groupOfNames)", attributes=attributes)
+    expected = {e.entry_dn: sorted(e.entry_attributes_as_dict["member"]) for e in admin.entries}
+    assert len(expected) > 3
+
+    def read(directory, size: int | None) -> dict[str, list[str]]:
+        found = directory.search_raw(base, "(objectClass=groupOfNames)", attributes, page_size=size)
+        return {dn: sorted(v.decode() for v in raw.get("member", [])) for dn, raw in found}
+
+    with open_reader(settings, org.slapd.admin_password) as fast:
+        for size in (None, 1, 2, 3):
+            assert read(fast, size) == expected, size
+    plain = load_settings(config=str(org.config), environ={"RBAC_MIGRATE_BULK_READER": "ldap3"})
+    slow = connect(plain, org.slapd.admin_password)
+    assert slow.bulk_reader == "ldap3"
+    try:
+        for size in (None, 1, 2):
+            assert read(slow, size) == expected, size
+    finally:
+        slow.close()

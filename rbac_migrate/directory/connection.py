@@ -220,18 +220,18 @@ class Directory(Reads):
         scope: str = "subtree",
         paged: bool = True,
         size_limit: int = 0,
+        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
-        """Yield (dn, {attribute as the server names it: [raw values]}), for bulk reads."""
+        """As ``Reads.search_raw``."""
         if paged and self._open_bulk is not None:
-            yield from self.sync_reader().search(base, search_filter, attributes, scope)
+            yield from self.sync_reader().search(base, search_filter, attributes, scope, page_size)
             return
         scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
         attrs = list(attributes)
         cookie = None
+        size = page_size or self.settings.page_size
         while True:
-            kwargs = (
-                {"paged_size": self.settings.page_size, "paged_cookie": cookie} if paged else {"size_limit": size_limit}
-            )
+            kwargs = {"paged_size": size, "paged_cookie": cookie} if paged else {"size_limit": size_limit}
             self._call(
                 f"search {base}", self.conn.search, base, search_filter, scopes[scope], attributes=attrs, **kwargs
             )

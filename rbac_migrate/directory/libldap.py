@@ -97,7 +97,12 @@ class Libldap:
         conn.set_option(_ldap.OPT_X_TLS_NEWCTX, 0)  # apply the TLS options above to this handle
 
     def search(
-        self, base: str, search_filter: str, attributes: Iterable[str], scope: str = "subtree"
+        self,
+        base: str,
+        search_filter: str,
+        attributes: Iterable[str],
+        scope: str = "subtree",
+        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         """Yield (dn, {attribute: [raw values]}) page by page.
 
@@ -107,20 +112,20 @@ class Libldap:
         connection, and another request in between ends the paging without a word.
         """
         request = (base, SCOPES[scope], search_filter, list(attributes), 0)
-        msgid = self._call(base, self.conn.search_ext, *request, self._paging(b""), None, -1, 0)
-        yield from self._pages(base, request, msgid)
+        size = page_size or self.page_size
+        msgid = self._call(base, self.conn.search_ext, *request, _paging(size, b""), None, -1, 0)
+        yield from self._pages(base, request, size, msgid)
 
-    def _paging(self, cookie: bytes) -> list[tuple]:
-        return [(PAGED_RESULTS, True, _ldap.encode_page_control(self.page_size, cookie))]
-
-    def _pages(self, base: str, request: tuple, msgid: int | None) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+    def _pages(
+        self, base: str, request: tuple, size: int, msgid: int | None
+    ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         try:
             while msgid is not None:
                 _type, data, _msgid, controls = self._call(base, self.conn.result4, msgid, 1, self.timeout, 0, 0, 0)
                 cookie = next((_ldap.decode_page_control(v)[1] for oid, _, v in controls if oid == PAGED_RESULTS), None)
                 msgid = None
                 if cookie:
-                    msgid = self._call(base, self.conn.search_ext, *request, self._paging(cookie), None, -1, 0)
+                    msgid = self._call(base, self.conn.search_ext, *request, _paging(size, cookie), None, -1, 0)
                 for dn, raw in data:
                     if dn is not None:  # referrals come back without a DN
                         yield dn, raw
@@ -289,9 +294,10 @@ class ReadDirectory(Reads):
         scope: str = "subtree",
         paged: bool = True,
         size_limit: int = 0,
+        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
         if paged:
-            return self.reader.search(base, search_filter, attributes, scope)
+            return self.reader.search(base, search_filter, attributes, scope, page_size)
         return iter(self.reader.search_once(base, search_filter, attributes, scope, size_limit))
 
     def resolving(self, dns: Iterable[str]) -> set[str]:
@@ -328,6 +334,10 @@ def open_reader(settings: Settings, password: str | None) -> ReadDirectory | Non
     except DirectoryError:
         return None
     return ReadDirectory(reader, settings, target, mode)
+
+
+def _paging(size: int, cookie: bytes) -> list[tuple]:
+    return [(PAGED_RESULTS, True, _ldap.encode_page_control(size, cookie))]
 
 
 def _info(exc: Exception) -> dict:

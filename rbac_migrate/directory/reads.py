@@ -43,7 +43,10 @@ class Reads:
         scope: str = "subtree",
         paged: bool = True,
         size_limit: int = 0,
+        page_size: int | None = None,
     ) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+        """Yield (dn, {attribute as the server names it: [raw values]}), for bulk reads; paged reads
+        ask ``page_size`` entries at a time (default: the ``page_size`` setting)."""
         raise NotImplementedError
 
     def search(

@@ -269,12 +269,12 @@ def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = Fals
             latest.early.join(quiet=True)  # the connection free again before the caller rolls back
         raise
     early = latest.early
-    if early is not None:  # a first snapshot, its leading rows already in
+    if early is not None:  # a first snapshot: ``found`` holds the rows not handed to the writer thread
         early.join()  # the connection is the reader's again; raises what the thread met
-        _insert(db, early.snapshot_id, found.rows[early.count :], empty=False)
+        _insert(db, early.snapshot_id, found.rows, empty=False)
         _analyze(db)
-        _count(db, early.snapshot_id, None, found.rows)
-        return Written(early.snapshot_id, len(found.rows), 0, 0)
+        _count(db, early.snapshot_id, None, found.rows, also=early.kinds)
+        return Written(early.snapshot_id, early.count + len(found.rows), 0, 0)
     rows, closed = found.rows, set(found.closed)
     seen = {row[ENTITY] for row in rows}
     if found.complete:
@@ -318,14 +318,17 @@ class _Early:
         self.snapshot_id = _insert_head(db, head)
         self.indexes = _drop_indexes(db)
         self.count = 0
+        self.kinds: Counter = Counter()  # the rows handed over, by kind
         self.error: BaseException | None = None
         self.chunks: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self.thread.start()
 
     def add(self, rows: list[tuple]) -> None:
+        """Rows to insert; the thread owns them from now on."""
         if rows:
             self.count += len(rows)
+            self.kinds.update(map(itemgetter(KIND), rows))
             self.chunks.put(rows)
 
     def done(self) -> None:
@@ -387,10 +390,18 @@ def _analyze(db: Db) -> None:
     db.run("ANALYZE entry_versions")
 
 
-def _count(db: Db, snapshot_id: int, previous: int | None, rows: list[tuple], ended: Iterable[tuple] = ()) -> None:
-    """The snapshot's counts: of ``rows`` when they are the whole snapshot (``previous`` None);
-    otherwise the previous snapshot's, less the versions it ``ended``, plus the ``rows`` it added."""
-    totals: Counter = Counter()
+def _count(
+    db: Db,
+    snapshot_id: int,
+    previous: int | None,
+    rows: list[tuple],
+    ended: Iterable[tuple] = (),
+    also: Counter | None = None,
+) -> None:
+    """The snapshot's counts: of ``rows`` (and ``also``, entries by kind counted already, none of
+    them groups) when they are the whole snapshot (``previous`` None); otherwise the previous
+    snapshot's, less the versions it ``ended``, plus the ``rows`` it added."""
+    totals: Counter = Counter(also or {})
     memberships = 0
     if previous is not None:
         users, grants, roles, memberships = db.rows(
