@@ -91,7 +91,8 @@ class _Reader:
         self.rows: list[tuple] = []  # users, and entries member values point at
         self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
         self.group_rows: list[tuple] = []  # groups settled: members packed, or waiting in ``unmatched``
-        # Groups with values to resolve: where the row sits, its entities so far, where they are missing, its values.
+        # Groups with values to resolve: where the row sits, its entities so far, where they are
+        # missing and the values there (not all its values: a few unknown ones may sit among thousands).
         self.unmatched: list[tuple[int, list, list[int], list[bytes]]] = []
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
         self.by_raw: dict[bytes, int | None] = _Names()
@@ -182,7 +183,8 @@ class _Reader:
             try:
                 out.append((*row[:MEMBERS], pack(entities)))
             except TypeError:  # values to resolve by their normalised DN, or to add as new entries
-                self.unmatched.append((len(out), list(entities), _positions(entities, None), values))
+                missing = _positions(entities, None)
+                self.unmatched.append((len(out), list(entities), missing, [values[at] for at in missing]))
                 out.append(row)
         self.groups = []
 
@@ -191,10 +193,10 @@ class _Reader:
         self.settle()
         out, unmatched, by_raw = self.group_rows, self.unmatched, self.by_raw
         if unmatched:
-            self._resolve(dict.fromkeys(values[at] for _i, _found, positions, values in unmatched for at in positions))
+            self._resolve(dict.fromkeys(value for *_found, values in unmatched for value in values))
             for i, entities, positions, values in unmatched:
-                for at in positions:
-                    entities[at] = by_raw[values[at]]
+                for at, value in zip(positions, values, strict=True):
+                    entities[at] = by_raw[value]
                 out[i] = (*out[i][:MEMBERS], pack(entities))
             self.unmatched = []
         return out
