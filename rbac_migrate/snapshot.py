@@ -88,7 +88,7 @@ class _Reader:
         self.plans: dict[tuple, list] = {}
         self.attrs_json: dict[tuple, str | None] = {}  # peers share one JSON text
         self.disabled = {dnutil.normalize(dn) for dn, _ in disabled}
-        self.rows: list[tuple] = []  # users, and entries member values point at
+        self.rows: list[tuple] = []  # users (until handed to a writer thread), and entries member values point at
         self.groups: list[tuple[tuple, list[bytes]]] = []  # a group's row without members, its raw values
         self.group_rows: list[tuple] = []  # groups settled: members packed, or waiting in ``unmatched``
         # Groups with values to resolve: where the row sits, its entities so far, where they are

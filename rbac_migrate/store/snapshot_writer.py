@@ -60,6 +60,8 @@ class Update:
     """Rows for the new snapshot, and the entities it no longer holds.
 
     With ``complete`` the rows are the whole snapshot: any current entity without a row is gone.
+    (Into an empty store, the rows already handed to the writer thread of ``Latest.write_early``
+    are not among them.)
     """
 
     head: Head
