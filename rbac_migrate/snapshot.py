@@ -315,9 +315,9 @@ def take(directory, settings: Settings, latest: Latest, head: Head, report: Prog
         early.add(reader.rows)
         reader.rows = []
         early.done()
+    page = min(GROUP_PAGE, settings.page_size)
     for search in groups:
         before = len(reader.group_rows)
-        page = min(GROUP_PAGE, settings.page_size)
         pages = directory.search_raw(search.base, search.filter, search.attributes, page_size=page)
         for dn, raw in pages:
             reader.group(search.name, dn, raw)

@@ -319,7 +319,6 @@ class _Early:
         self.db = db
         self.snapshot_id = _insert_head(db, head)
         self.indexes = _drop_indexes(db)
-        self.count = 0
         self.kinds: Counter = Counter()  # the rows handed over, by kind
         self.error: BaseException | None = None
         self.chunks: queue.SimpleQueue = queue.SimpleQueue()
@@ -329,9 +328,13 @@ class _Early:
     def add(self, rows: list[tuple]) -> None:
         """Rows to insert; the thread owns them from now on."""
         if rows:
-            self.count += len(rows)
             self.kinds.update(map(itemgetter(KIND), rows))
             self.chunks.put(rows)
+
+    @property
+    def count(self) -> int:
+        """Rows handed over so far."""
+        return self.kinds.total()
 
     def done(self) -> None:
         self.chunks.put(None)
