@@ -113,7 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "store",
         None,
-        "State store URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+        "State store URL: sqlite:///path.db or postgresql://user@host/db",
         section="store",
         shown_default="sqlite:///~/.local/state/rbac-migrate/state.db",
     ),

@@ -13,7 +13,7 @@ ALLOWED = {
     "ldap": "directory",
     "sqlalchemy": "store",
     "alembic": "store",
-    "psycopg": "store",
+    "psycopg2": "store",
     "click": "cli",
     "tabulate": "cli",
 }

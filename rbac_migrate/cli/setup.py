@@ -140,7 +140,7 @@ def db_upgrade(app) -> None:
 
     \b
     Example:
-      rbac-migrate --store postgresql+psycopg://rbac@db/rbac db upgrade
+      rbac-migrate --store postgresql://rbac@db/rbac db upgrade
     """
     from ..store import open_store
 

@@ -34,14 +34,12 @@ __all__ = ["Store", "open_store"]
 class Store:
     """A connection to the state store; schema migrations run when it is opened."""
 
-    def __init__(self, engine: Engine, audit_key: bytes | None = None):
+    def __init__(self, engine: Engine, audit_key: bytes | None = None, display_url: str | None = None):
         self.engine = engine
         self.audit_key = audit_key  # signs every audit record appended through this store
         self.last_written: Written | None = None
-
-    @property
-    def display_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        # The URL as the user gave it, password hidden (the engine's may name the driver it chose).
+        self.display_url = display_url or engine.url.render_as_string(hide_password=True)
 
     def connect(self) -> Connection:
         try:
@@ -300,7 +298,10 @@ def open_store(url: str, upgrade: bool = True) -> Store:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"store URL '{url}' is not valid: expected sqlite:///FILE or postgresql+psycopg://…") from None
+        raise StoreError(f"store URL '{url}' is not valid: expected sqlite:///FILE or postgresql://…") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")  # as the driver-only path opens it
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().parent
         try:
@@ -311,10 +312,10 @@ def open_store(url: str, upgrade: bool = True) -> Store:
     try:
         engine = create_engine(parsed, future=True)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        raise StoreError(f"cannot open store {parsed.render_as_string(hide_password=True)}: {exc}") from None
+        raise StoreError(f"cannot open store {shown}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    store = Store(engine)
+    store = Store(engine, display_url=shown)
     if upgrade:
         store.upgrade()
     return store

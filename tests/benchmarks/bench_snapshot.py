@@ -35,6 +35,7 @@ from common import (  # noqa: E402
     gnu_time,
     ldapsearch_pass,
     parse_repeat_args,
+    pg_connection,
     prepare_store,
     render,
     run_benchmark,
@@ -109,11 +110,9 @@ def how_read(bench: Bench) -> str:
 def store_bytes(bench: Bench) -> int:
     """The store's size on disk: the SQLite file after a WAL checkpoint, or the PostgreSQL database."""
     if bench.store_url:
-        import psycopg
-
-        url = bench.store_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url) as conn:
-            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        with pg_connection(bench.store_url) as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
     with sqlite3.connect(bench.store_path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return bench.store_path.stat().st_size

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -184,10 +185,8 @@ def warm_up(bench: Bench) -> None:
 def prepare_store(bench: Bench) -> None:
     """An empty store with its schema in place, as a team has after its first command."""
     if bench.store_url:
-        import psycopg
-
-        with psycopg.connect(bench.store_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        with pg_connection(bench.store_url) as cursor:
+            cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{bench.store_path}{suffix}").unlink(missing_ok=True)
     argv = [bench.cli, "--config", str(bench.config), "db", "upgrade"]
@@ -198,6 +197,20 @@ def snapshot_take(bench: Bench) -> Run:
     """One ``snapshot take`` into the benchmark's store (created on first use)."""
     argv = [bench.cli, "--config", str(bench.config), "snapshot", "take"]
     return run_child(argv, bench.env, bench.tmp / "snapshot.out", bench.tmp / "snapshot.err")
+
+
+@contextmanager
+def pg_connection(url: str) -> Iterator:
+    """A cursor on the PostgreSQL store at ``url``, each statement committed as it runs."""
+    import psycopg2
+
+    conn = psycopg2.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            yield cursor
+    finally:
+        conn.close()
 
 
 # -- set-up ------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ class PostgresServer:
         self._initdb()
         self._pg_ctl_start()
         self._url = URL.create(
-            "postgresql+psycopg",
+            "postgresql+psycopg2",  # the driver the store opens any PostgreSQL URL with
             username=SERVICE_USER,
             database="postgres",
             query={"host": str(self.workdir), "port": str(self.port)},

@@ -1,0 +1,84 @@
+"""The store's driver-only path on real SQLite and real PostgreSQL: bulk inserts and store URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rbac_migrate.store import open_store
+from rbac_migrate.store.driver import open_driver
+from rbac_migrate.store.pgcopy import copy_text
+
+COLUMNS = ("n", "label", "flag", "blob")
+HOSTILE = [
+    "plain",
+    "back\\slash",
+    "tab\there",
+    "new\nline",
+    "carriage\rreturn",
+    "\\N",
+    "\\.",
+    "",
+    "cn=Smith\\, John\\0A,ou=people",
+    '{"cn": ["a\\"b"], "x": "\\u00e9"}',
+    "ünïcødé ✓",
+    "\t\\\n\r",
+]
+
+
+def _rows() -> list[tuple]:
+    rows = []
+    for n, label in enumerate(HOSTILE):
+        blob = None if n % 3 == 0 else bytes([0, 9, 10, 13, 92, n, 255])
+        flag = None if n % 4 == 0 else n % 2 == 0
+        rows.append((n, label, flag, blob))
+    rows.append((len(HOSTILE), None, True, b""))
+    return rows
+
+
+def _read_back(db) -> list[tuple]:
+    found = db.rows("SELECT n, label, flag, blob FROM copied ORDER BY n")
+    return [
+        (n, label, None if flag is None else bool(flag), None if blob is None else bytes(blob))
+        for n, label, flag, blob in found
+    ]
+
+
+@pytest.fixture
+def driver(store_url):
+    open_store(store_url)  # the schema in place, so the driver-only path opens it
+    db = open_driver(store_url)
+    assert db is not None
+    blob = "BYTEA" if db.postgres else "BLOB"
+    db.run(f"CREATE TABLE copied (batch INTEGER, n INTEGER, label TEXT, flag BOOLEAN, blob {blob})")
+    yield db
+    db.raw.rollback()
+    db.raw.close()
+
+
+def test_bulk_insert_stores_every_value_as_given(driver):
+    rows = _rows()
+    driver.insert("copied", COLUMNS, rows, constants={"batch": 7})
+    assert _read_back(driver) == rows
+    assert {row[0] for row in driver.rows("SELECT batch FROM copied")} == {7}
+
+
+def test_bulk_insert_of_columns_with_nothing_to_escape_and_nothing_missing(driver):
+    rows = [(n, f"user{n}", n % 2 == 0, bytes([n % 256]) * 3) for n in range(1000)]
+    driver.insert("copied", COLUMNS, rows)
+    assert _read_back(driver) == rows
+
+
+def test_copy_text_escapes_what_the_format_reserves():
+    text = copy_text([(1, "a\tb\\c\nd\re", None, True, b"\x00\xff")], constants=(5,))
+    assert text == b"5\t1\ta\\tb\\\\c\\nd\\re\t\\N\tt\t\\\\x00ff\n"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg2", "postgresql+psycopg"])
+def test_every_postgresql_spelling_opens_the_store_both_ways(pg_url, scheme):
+    url = scheme + pg_url[pg_url.index("://") :]
+    store = open_store(url)
+    assert store.display_url.startswith(f"{scheme}://")
+    assert store.revision() is not None
+    db = open_driver(url)
+    assert db is not None and db.postgres
+    db.raw.close()
