@@ -511,11 +511,13 @@ def update(
     from .connections import reader_for
     from .directory import sync
 
+    stored = store.sync_state() if store.snapshots() else False  # False: no snapshot yet
+    store.read_ahead()  # the store's side of an incremental snapshot, while the directory is read
     with reader_for(settings, prompt) as directory, bulk_work():
         report = _start(directory, settings, progress)  # a missing base is named before any sync search fails
         method = sync.offered(directory)
         fingerprint = _fingerprint(settings, directory.target)
-        state, reason = _previous_state(store, method, fingerprint)
+        state, reason = _previous_state(stored, method, fingerprint)
         incremental = None
         if state is not None:
             taken_at = datetime.now(timezone.utc)
@@ -554,12 +556,13 @@ def _head(directory, settings: Settings, taken_at: datetime, sync_state: dict | 
     return Head(taken_at, directory.target, settings.flavour, bases, sync_state)
 
 
-def _previous_state(store: Store, method: str | None, fingerprint: str) -> tuple[dict | None, str]:
-    if not store.snapshots():
+def _previous_state(state: dict | None | bool, method: str | None, fingerprint: str) -> tuple[dict | None, str]:
+    """The stored sync state to resume from (``state``: the latest snapshot's, False when there is
+    none), or None and why not."""
+    if state is False:
         return None, "first snapshot"
     if method is None:
         return None, "the server offers no incremental read (no syncprov overlay, not Active Directory)"
-    state = store.sync_state()
     if state is None:
         return None, "the last snapshot recorded no sync state"
     if state.get("fingerprint") != fingerprint or state.get("method") != method:

@@ -16,6 +16,7 @@ from rbac_migrate import snapshot
 from rbac_migrate.config import load_settings
 from rbac_migrate.model import USER, Snapshot, identity_key
 from rbac_migrate.store import open_store
+from tests.conftest import Org
 from tests.support.ad import AdOrg, admin_connection, service_account, set_ace
 
 
@@ -163,6 +164,13 @@ def _check_rounds(org, changer: Changer, expected_path: str, rounds: int = 3) ->
 def test_incremental_equals_full_read_after_random_changes_on_slapd(org, seed):
     with ldap3.Connection(org.slapd.url, org.slapd.admin_dn, org.slapd.admin_password, auto_bind=True) as conn:
         _check_rounds(org, Changer(conn, org, "openldap", seed), "RFC 4533 content sync")
+
+
+def test_incremental_equals_full_read_after_random_changes_on_slapd_into_postgresql(slapd, ldap_base, tmp_path, pg_url):
+    """Into PostgreSQL, where the store's current DNs are read on a thread while the directory is."""
+    org = Org(slapd, ldap_base, tmp_path, users=120, seed=7, store=pg_url)
+    with ldap3.Connection(org.slapd.url, org.slapd.admin_dn, org.slapd.admin_password, auto_bind=True) as conn:
+        _check_rounds(org, Changer(conn, org, "openldap", 13), "RFC 4533 content sync")
 
 
 def test_incremental_equals_full_read_after_random_changes_on_samba_with_dirsync(ad_org):

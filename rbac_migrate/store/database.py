@@ -143,6 +143,10 @@ class Store:
         self.last_written = written
         return written.snapshot_id
 
+    def read_ahead(self) -> None:
+        """Nothing: a snapshot written through SQLAlchemy reads the store when it writes
+        (``DriverStore.read_ahead`` starts early)."""
+
     def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
         """Write the rows ``build`` makes against the latest snapshot, in one transaction.
 

@@ -238,6 +238,7 @@ class DriverStore:
         self.db = db
         self.display_url = masked(url)
         self.roles = _DriverRoles(self)
+        self.ahead = None  # a NamesAhead started by read_ahead, for the next write_snapshot
 
     def snapshots(self) -> list:
         from ..kinds import SnapshotInfo
@@ -306,6 +307,18 @@ class DriverStore:
         text = self.db.scalar("SELECT sync FROM snapshots ORDER BY id DESC LIMIT 1")
         return json.loads(text) if text else None
 
+    def read_ahead(self) -> None:
+        """Start reading what the next snapshot is written against while the directory is read
+        (on PostgreSQL, into a store that holds a snapshot): see ``snapshot_writer.NamesAhead``.
+        The store's lock is taken now; ``write_snapshot`` uses what was read."""
+        from . import snapshot_writer
+
+        if self.ahead is None and self.db.postgres and self.db.threads and self.snapshots_exist():
+            self.ahead = snapshot_writer.NamesAhead(self.db)
+
+    def snapshots_exist(self) -> bool:
+        return self.db.scalar("SELECT max(id) FROM snapshots") is not None
+
     def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
         """As ``Store.write_snapshot``, without ``preview`` (which loads a whole snapshot)."""
         from . import snapshot_writer
@@ -315,9 +328,10 @@ class DriverStore:
         # A first snapshot only adds pages, which a rollback journal need not copy as the WAL would;
         # another connection to the file keeps it in WAL (the switch then does nothing).
         sqlite = not self.db.postgres
-        journal = sqlite and self.db.scalar("SELECT max(id) FROM snapshots") is None and self._journal()
+        journal = sqlite and not self.snapshots_exist() and self._journal()
+        ahead, self.ahead = self.ahead, None
         try:  # the write lock first: a snapshot writer compares against the last one
-            written = self.transaction(lambda db: snapshot_writer.write(db, build, skip_unchanged))
+            written = self.transaction(lambda db: snapshot_writer.write(db, build, skip_unchanged, ahead))
         finally:
             if journal:
                 self._back_to_wal()
@@ -337,6 +351,8 @@ class DriverStore:
             pass
 
     def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.thread.join()  # its query done before the connection goes
         self.db.raw.close()
 
 

@@ -94,8 +94,9 @@ class Latest:
     few entries an incremental read meets for that one, so its cost follows the change.
     """
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, ahead: NamesAhead | None = None) -> None:
         self.db = db
+        self.ahead = ahead  # the current DNs, being read on a thread
         self.snapshot_id = db.scalar("SELECT max(id) FROM snapshots")
         highest = db.scalar("SELECT max(entity) FROM entry_versions")
         self.next_id = 0 if highest is None else highest + 1
@@ -222,18 +223,60 @@ class Latest:
         Python splits both. Both aggregates step through the same rows in the same order. Should a
         DN hold the separator, the pieces outnumber the rows and the rows are read one by one.
         """
-        if self.db.postgres:
-            joined = f"SELECT count(*), string_agg(dn, E'\\n'), string_agg(CAST(entity AS TEXT), ',') {CURRENT}"
-        else:  # the index covers the query
-            index = "FROM entry_versions INDEXED BY ix_entry_versions_current_names WHERE until IS NULL"
-            joined = f"SELECT count(*), CAST(group_concat(dn, char(10)) AS BLOB), group_concat(entity) {index}"
-        count, dns, entities = self.db.rows(joined)[0]
+        count, dns, entities = self.ahead.joined() if self.ahead is not None else _joined_names(self.db)
         if not count:
             return kind()
         pieces = (dns.encode() if isinstance(dns, str) else dns).split(b"\n")
         if len(pieces) == count:
             return kind(zip(pieces, json.loads(f"[{entities}]"), strict=True))  # json parses in C
         return kind((dn.encode(), entity) for dn, entity in self.db.rows(f"SELECT dn, entity {CURRENT}"))
+
+
+def _joined_names(db: Db) -> tuple:
+    """(count, the current DNs joined by newlines, their entities joined by commas)."""
+    if db.postgres:
+        joined = f"SELECT count(*), string_agg(dn, E'\\n'), string_agg(CAST(entity AS TEXT), ',') {CURRENT}"
+    else:  # the index covers the query
+        index = "FROM entry_versions INDEXED BY ix_entry_versions_current_names WHERE until IS NULL"
+        joined = f"SELECT count(*), CAST(group_concat(dn, char(10)) AS BLOB), group_concat(entity) {index}"
+    return db.rows(joined)[0]
+
+
+class NamesAhead:
+    """The latest snapshot's DNs read on a thread, under the snapshot writer's lock, while the
+    directory is still being read.
+
+    An incremental snapshot that meets a changed group resolves its member values against every
+    current DN. PostgreSQL finds them in its own process, and psycopg2 lets Python's lock go while
+    it waits, so that wait overlaps with the directory's replies instead of following them. The
+    connection is the thread's until :meth:`joined` (or :meth:`wait`) returns.
+    """
+
+    def __init__(self, db: Db) -> None:
+        import threading
+
+        self.db = db
+        self.found: tuple | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="names-ahead", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            _lock(self.db)
+            self.found = _joined_names(self.db)
+        except BaseException as exc:  # raised again by whoever asks for the names
+            self.error = exc
+
+    def wait(self) -> None:
+        """Wait for the thread: the connection is the caller's again; raises what the thread met."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def joined(self) -> tuple:
+        self.wait()
+        return self.found
 
 
 def _driver_row(row: tuple) -> tuple:
@@ -260,10 +303,15 @@ def _lock(db: Db) -> None:
         db.run("UPDATE entry_versions SET until = until WHERE 0")
 
 
-def write(db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = False) -> Written:
-    """Lock, let ``build`` make the rows against the latest snapshot, and write what differs."""
+def write(
+    db: Db, build: Callable[[Latest], Update], skip_unchanged: bool = False, ahead: NamesAhead | None = None
+) -> Written:
+    """Lock, let ``build`` make the rows against the latest snapshot, and write what differs.
+    ``ahead``, started on ``db`` in this transaction, has taken the lock and is reading the DNs."""
+    if ahead is not None:
+        ahead.wait()
     _lock(db)
-    latest = Latest(db)
+    latest = Latest(db, ahead)
     try:
         found = build(latest)
     except BaseException:

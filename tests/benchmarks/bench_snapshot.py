@@ -240,7 +240,9 @@ def use_postgres(bench: Bench, tmp: Path) -> None:
     server = PostgresServer()
     server.start()
     atexit.register(server.stop)
-    bench.store_url = server.create_database("bench_snapshot")
+    # As the README spells a store URL, which versions of rbac-migrate compared here all take.
+    url = server.create_database("bench_snapshot")
+    bench.store_url = "postgresql://" + url.split("://", 1)[1]
     write_config(bench.config, bench.org, bench.server, bench.store_url)
 
 

@@ -204,7 +204,7 @@ def pg_connection(url: str) -> Iterator:
     """A cursor on the PostgreSQL store at ``url``, each statement committed as it runs."""
     import psycopg2
 
-    conn = psycopg2.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    conn = psycopg2.connect("postgresql://" + url.split("://", 1)[1])
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:
