@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from .. import connections
-from .. import snapshot as snapshots
 from ..kinds import DANGLING, EXTERNAL, GRANT, ROLE, USER
 from . import pass_app
 from .render import emit, format_option, note
@@ -34,6 +33,9 @@ def take(app, full) -> None:
     """
     settings = app.settings
     store = connections.store_for(settings) if full else connections.snapshot_store_for(settings)
+    store.read_ahead()  # the store starts on its part while the reading code is still imported
+    from .. import snapshot as snapshots
+
     progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731
     taken = snapshots.update(settings, store, progress=progress, prompt=app.prompt, full=full)
     info = store.snapshot_info(taken.written.snapshot_id)

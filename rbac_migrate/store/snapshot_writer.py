@@ -227,15 +227,16 @@ class Latest:
         if not count:
             return kind()
         pieces = (dns.encode() if isinstance(dns, str) else dns).split(b"\n")
-        if len(pieces) == count:
-            return kind(zip(pieces, json.loads(f"[{entities}]"), strict=True))  # json parses in C
+        if len(pieces) == count:  # psycopg2 and json both parse the entities in C
+            numbers = entities if isinstance(entities, list) else json.loads(f"[{entities}]")
+            return kind(zip(pieces, numbers, strict=True))
         return kind((dn.encode(), entity) for dn, entity in self.db.rows(f"SELECT dn, entity {CURRENT}"))
 
 
 def _joined_names(db: Db) -> tuple:
-    """(count, the current DNs joined by newlines, their entities joined by commas)."""
+    """(count, the current DNs joined by newlines, their entities: a list, or joined by commas)."""
     if db.postgres:
-        joined = f"SELECT count(*), string_agg(dn, E'\\n'), string_agg(CAST(entity AS TEXT), ',') {CURRENT}"
+        joined = f"SELECT count(*), string_agg(dn, E'\\n'), array_agg(entity) {CURRENT}"
     else:  # the index covers the query
         index = "FROM entry_versions INDEXED BY ix_entry_versions_current_names WHERE until IS NULL"
         joined = f"SELECT count(*), CAST(group_concat(dn, char(10)) AS BLOB), group_concat(entity) {index}"
