@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 from rbac_migrate.store import open_store
 from rbac_migrate.store.driver import open_driver
 from rbac_migrate.store.pgcopy import copy_text
+from tests.conftest import Org
 
 COLUMNS = ("n", "label", "flag", "blob")
 HOSTILE = [
@@ -82,3 +88,20 @@ def test_every_postgresql_spelling_opens_the_store_both_ways(pg_url, scheme):
     db = open_driver(url)
     assert db is not None and db.postgres
     db.raw.close()
+
+
+def test_the_console_entry_ends_its_postgresql_sessions_before_it_leaves(slapd, ldap_base, tmp_path, pg_url, pg_server):
+    """The command line leaves without Python's teardown; it closes its store first, so PostgreSQL
+    sees each session end rather than a dropped connection with a transaction still open."""
+    if pg_server.workdir is None:
+        pytest.skip("the server named by RBAC_MIGRATE_TEST_PG_URL keeps its log elsewhere")
+    log = pg_server.workdir / "postgres.log"
+    org = Org(slapd, ldap_base, tmp_path, users=50, seed=3, store=pg_url)
+    env = {**os.environ, **org.env}
+    before = log.read_text(encoding="utf-8", errors="replace").count("unexpected EOF")
+    user = org.sample.users[0].uid
+    for args in (["db", "upgrade"], ["snapshot", "take"], ["snapshot", "take"], ["access", "show", user]):
+        done = subprocess.run([sys.executable, "-m", "rbac_migrate", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+    time.sleep(0.5)  # the server writes its log as each backend ends
+    assert log.read_text(encoding="utf-8", errors="replace").count("unexpected EOF") == before

@@ -145,6 +145,9 @@ def run() -> None:
     committed or flushed by then.
     """
     code = main()
+    from ..store.driver import close_open_stores
+
+    close_open_stores()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -9,6 +9,7 @@ connection's transaction) or one ``open_driver`` opened from the store URL alone
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
@@ -230,6 +231,17 @@ def first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_OPEN: weakref.WeakSet[DriverStore] = weakref.WeakSet()  # for close_open_stores
+
+
+def close_open_stores() -> None:
+    """Close every store opened through its driver and still open: a command line that leaves
+    without Python's teardown calls this first, so PostgreSQL ends the session (and rolls back
+    whatever the last reads left open) instead of logging an unexpected end of file."""
+    for store in list(_OPEN):
+        store.close()
+
+
 class DriverStore:
     """The store through the driver alone, for ``snapshot take`` and the commands that only read
     snapshots or keep joiner proposals; the methods they use, as ``Store`` has them."""
@@ -239,6 +251,7 @@ class DriverStore:
         self.display_url = masked(url)
         self.roles = _DriverRoles(self)
         self.ahead = None  # a NamesAhead started by read_ahead, for the next write_snapshot
+        _OPEN.add(self)
 
     def snapshots(self) -> list:
         from ..kinds import SnapshotInfo
@@ -354,6 +367,7 @@ class DriverStore:
         if self.ahead is not None:
             self.ahead.thread.join()  # its query done before the connection goes
         self.db.raw.close()
+        _OPEN.discard(self)
 
 
 def aware(value):
