@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, lean, migrations
 from . import snapshots as snapshot_store
-from .driver import driver_of, first_line, sqlite_pragmas
+from .driver import closed, driver_of, first_line, opened, sqlite_pragmas
 from .packing import Written
 from .schema import snapshots
 
@@ -40,6 +41,15 @@ class Store:
         self.last_written: Written | None = None
         # The URL as the user gave it, password hidden (the engine's may name the driver it chose).
         self.display_url = display_url or engine.url.render_as_string(hide_password=True)
+        # The engine's pooled connections close with the store: nothing else would close them
+        # before a command line leaves without Python's teardown (see close_open_stores).
+        weakref.finalize(self, engine.dispose)
+        opened(self)
+
+    def close(self) -> None:
+        """Close the connections the engine keeps; the store opens new ones if used again."""
+        self.engine.dispose()
+        closed(self)
 
     def connect(self) -> Connection:
         try:

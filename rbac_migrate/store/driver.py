@@ -231,13 +231,23 @@ def first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-_OPEN: weakref.WeakSet[DriverStore] = weakref.WeakSet()  # for close_open_stores
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # stores of either kind, for close_open_stores
+
+
+def opened(store) -> None:
+    """Note a store as open, until ``closed``."""
+    _OPEN.add(store)
+
+
+def closed(store) -> None:
+    _OPEN.discard(store)
 
 
 def close_open_stores() -> None:
-    """Close every store opened through its driver and still open: a command line that leaves
-    without Python's teardown calls this first, so PostgreSQL ends the session (and rolls back
-    whatever the last reads left open) instead of logging an unexpected end of file."""
+    """Close every store still open, through its driver or SQLAlchemy: a command line that leaves
+    without Python's teardown calls this first, so PostgreSQL sees each session end (and rolls back
+    whatever the last reads left open) instead of a dropped connection, which it counts as an
+    abandoned session and, inside a transaction, logs as an unexpected end of file."""
     for store in list(_OPEN):
         store.close()
 
@@ -251,7 +261,7 @@ class DriverStore:
         self.display_url = masked(url)
         self.roles = _DriverRoles(self)
         self.ahead = None  # a NamesAhead started by read_ahead, for the next write_snapshot
-        _OPEN.add(self)
+        opened(self)
 
     def snapshots(self) -> list:
         from ..kinds import SnapshotInfo
@@ -367,7 +377,7 @@ class DriverStore:
         if self.ahead is not None:
             self.ahead.thread.join()  # its query done before the connection goes
         self.db.raw.close()
-        _OPEN.discard(self)
+        closed(self)
 
 
 def aware(value):
