@@ -24,7 +24,7 @@ from .directory.values import BINARY_ATTRIBUTES
 from .errors import ConfigError
 from .kinds import DANGLING, EXTERNAL, GRANT, GROUP_FILTER, ROLE, USER
 from .store.packing import Written, pack, unpack
-from .store.snapshot_writer import DN_NORM, ENTITY, KIND, MEMBERS, Current, Head, Latest, Update, attrs_text
+from .store.snapshot_writer import DN_NORM, ENTITY, KIND, MEMBERS, Current, Head, Latest, Names, Update, attrs_text
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -95,7 +95,7 @@ class _Reader:
         # missing and the values there (not all its values: a few unknown ones may sit among thousands).
         self.unmatched: list[tuple[int, list, list[int], list[bytes]]] = []
         # Member values almost always repeat the DN byte for byte: match raw bytes first.
-        self.by_raw: dict[bytes, int | None] = _Names()
+        self.by_raw: dict[bytes, int | None] = Names()
         self.by_norm: dict[str, int] = {}
         # An incremental read knows kept entries by their exact DN only; other spellings are looked up.
         self.kept_by_norm: Callable[[str], int | None] | None = None
@@ -116,7 +116,7 @@ class _Reader:
         rows = (self.rows, self.group_rows, (row for row, _values in self.groups))
         return {row[ENTITY] for some in rows for row in some}
 
-    def know(self, kept: _Names) -> None:
+    def know(self, kept: Names) -> None:
         """Entries kept from the latest snapshot, {DN as UTF-8: entity}, for member values to
         resolve to; an entry read now wins over a kept one with its DN."""
         kept.update(self.by_raw)
@@ -223,13 +223,6 @@ class _Reader:
             self.rows.append(row)
             for value, _text in spellings:
                 self.by_raw[value] = row[ENTITY]
-
-
-class _Names(dict):
-    """{member value: entity}, giving None for a value not known (yet) rather than raising."""
-
-    def __missing__(self, _value: bytes) -> None:
-        return None
 
 
 def _positions(items: tuple, wanted) -> list[int]:
@@ -368,7 +361,7 @@ class _Incremental:
             # A kept entry whose DN an entry read now has in another spelling is not kept by that DN.
             renamed = {c.entity for c in latest.of_kinds(KINDS, reader.by_norm)}
             skip = changed | self.gone | replaced | renamed
-            reader.know(latest.names(skip, _Names))
+            reader.know(latest.names(skip))
             reader.kept_by_norm = partial(self._kept_by_norm, skip)
         group_rows = reader.resolved_groups()
         rows += self._rewritten(members, replaced, changed)
