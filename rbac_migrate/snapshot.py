@@ -450,8 +450,10 @@ class _Incremental:
         for row in before.values():
             if row[MEMBERS] is not None:
                 at_risk |= candidates.intersection(unpack(row[MEMBERS]))
-        for row in group_rows:
-            at_risk -= set(unpack(row[MEMBERS]))
+        for row in group_rows:  # usually none is at risk, and no group needs unpacking
+            if not at_risk:
+                break
+            at_risk.difference_update(unpack(row[MEMBERS]))
         if not at_risk:
             return set()
         held = set()
