@@ -9,6 +9,7 @@ connection's transaction) or one ``open_driver`` opened from the store URL alone
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -200,7 +201,7 @@ def open_driver(url: str) -> Db | None:
 
 def _postgres(url: str) -> Db | None:
     try:
-        import psycopg2
+        psycopg2 = _import_psycopg2()
     except ImportError:
         return None
     parts = urlsplit(url)
@@ -215,6 +216,28 @@ def _postgres(url: str) -> Db | None:
     except psycopg2.Error:
         return None
     return Db(raw, "postgresql", psycopg2.Error)
+
+
+def _import_psycopg2():
+    """psycopg2, loaded without Python's ``ssl`` module where nothing has loaded that yet.
+
+    As it loads, psycopg2 imports ``ssl`` only so that Python sets up the locking callbacks that
+    OpenSSL needed before version 1.1, and then tells libpq to leave them alone; where ``ssl``
+    cannot be imported it leaves libpq to its own set-up (``libcrypto_threads_init`` in
+    psycopgmodule.c). OpenSSL 1.1 and later lock by themselves, so nothing is lost, and a refresh
+    is spared the 6-10 ms that loading ``ssl`` costs. Encrypted connections are libpq's own work.
+    """
+    if "ssl" in sys.modules:
+        import psycopg2
+
+        return psycopg2
+    sys.modules["ssl"] = None  # an import of it raises ImportError
+    try:
+        import psycopg2
+    finally:
+        if sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
+    return psycopg2
 
 
 def masked(url: str) -> str:
