@@ -506,8 +506,9 @@ def update(
     from .connections import reader_for
     from .directory import sync
 
-    stored = store.sync_state() if store.snapshots() else False  # False: no snapshot yet
-    store.read_ahead()  # the store's side of an incremental snapshot, while the directory is read
+    # The latest snapshot's sync state (False: there is none), and the store's side of an
+    # incremental snapshot begun, to go on while the directory is read.
+    stored = store.begin_refresh()
     with reader_for(settings, prompt) as directory, bulk_work():
         report = _start(directory, settings, progress)  # a missing base is named before any sync search fails
         method = sync.offered(directory)

@@ -143,3 +143,37 @@ def _sessions(url: str) -> tuple[int, int]:
         return abandoned, sessions - 1
     finally:
         conn.close()
+
+
+def test_a_refresh_reads_the_sync_state_before_the_thread_takes_the_connection(
+    slapd, ldap_base, tmp_path, pg_url, monkeypatch
+):
+    """Into PostgreSQL, a refresh starts a thread that holds the store's connection while it reads
+    every current DN; the sync state the refresh resumes from is read before that, and asking for
+    it again (as ``snapshot take`` does, having started the thread early) waits for no query."""
+    import threading
+
+    from rbac_migrate import connections
+    from rbac_migrate.config import load_settings
+    from rbac_migrate.store.driver import Db
+
+    org = Org(slapd, ldap_base, tmp_path, users=50, seed=3, store=pg_url)
+    assert org.run("snapshot", "take").code == 0
+    store = connections.snapshot_store_for(load_settings(config=str(org.config), environ=org.env))
+    asked: list[str] = []
+    original = Db.rows
+
+    def rows(self, sql, params=()):
+        asked.append(threading.current_thread().name)
+        return original(self, sql, params)
+
+    monkeypatch.setattr(Db, "rows", rows)
+    state = store.begin_refresh()
+    assert store.ahead is not None  # the thread is reading
+    assert store.begin_refresh() == state and state["method"]
+    store.ahead.wait()
+    monkeypatch.undo()
+    assert asked.count("MainThread") == 1, asked
+    store.close()
+    again = org.run("snapshot", "take")
+    assert again.code == 0 and "incremental" in again.err, again.err

@@ -33,7 +33,7 @@ def take(app, full) -> None:
     """
     settings = app.settings
     store = connections.store_for(settings) if full else connections.snapshot_store_for(settings)
-    store.read_ahead()  # the store starts on its part while the reading code is still imported
+    store.begin_refresh()  # the store starts on its part while the reading code is still imported
     from .. import snapshot as snapshots
 
     progress = lambda stage, n: note(f"  read {n} {stage}")  # noqa: E731

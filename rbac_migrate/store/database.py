@@ -153,9 +153,13 @@ class Store:
         self.last_written = written
         return written.snapshot_id
 
-    def read_ahead(self) -> None:
-        """Nothing: a snapshot written through SQLAlchemy reads the store when it writes
-        (``DriverStore.read_ahead`` starts early)."""
+    def begin_refresh(self) -> dict | None | bool:
+        """The latest snapshot's sync state, what the next incremental read resumes from (None where
+        it recorded none, False where there is no snapshot yet). A snapshot written through
+        SQLAlchemy reads the rest of the store when it writes (``DriverStore.begin_refresh`` starts
+        early)."""
+        with self.connect() as conn:
+            return snapshot_store.latest_sync_state(conn)
 
     def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
         """Write the rows ``build`` makes against the latest snapshot, in one transaction.
@@ -185,12 +189,6 @@ class Store:
         if not preview:
             self.last_written = written
         return written, loaded
-
-    def sync_state(self, ref: int | str | None = None) -> dict | None:
-        """What the snapshot recorded for the next incremental read (None when it recorded nothing)."""
-        info = self.snapshot_info(ref)
-        with self.connect() as conn:
-            return snapshot_store.sync_state(conn, info.id)
 
     def prune_snapshots(
         self, keep: int | None = None, older_than: datetime | None = None, points: Mapping[int, Mapping] | None = None

@@ -240,6 +240,15 @@ def _import_psycopg2():
     return psycopg2
 
 
+def _latest_sync_state(db: Db) -> dict | None | bool:
+    import json
+
+    found = db.rows("SELECT sync FROM snapshots ORDER BY id DESC LIMIT 1")
+    if not found:
+        return False
+    return json.loads(found[0][0]) if found[0][0] else None
+
+
 def masked(url: str) -> str:
     """The URL with any password in it replaced by ***."""
     parts = urlsplit(url)
@@ -283,7 +292,8 @@ class DriverStore:
         self.db = db
         self.display_url = masked(url)
         self.roles = _DriverRoles(self)
-        self.ahead = None  # a NamesAhead started by read_ahead, for the next write_snapshot
+        self.ahead = None  # a NamesAhead started by begin_refresh, for the next write_snapshot
+        self.refreshing: tuple[dict | None | bool] | None = None  # what begin_refresh found, until written
         opened(self)
 
     def snapshots(self) -> list:
@@ -347,20 +357,19 @@ class DriverStore:
             raise self._failed(exc) from None
         return done
 
-    def sync_state(self) -> dict | None:
-        import json
+    def begin_refresh(self) -> dict | None | bool:
+        """As ``Store.begin_refresh``; then, on PostgreSQL into a store that holds a snapshot, a
+        thread starts reading what the next snapshot is written against while the directory is
+        read (``snapshot_writer.NamesAhead``: it takes the store's lock now, and holds the
+        connection until ``write_snapshot`` uses what it read). Asked again before that, it
+        answers what it found the first time, without waiting for the thread."""
+        if self.refreshing is None:
+            self.refreshing = (_latest_sync_state(self.db),)
+            if self.refreshing[0] is not False and self.db.postgres and self.db.threads:
+                from . import snapshot_writer
 
-        text = self.db.scalar("SELECT sync FROM snapshots ORDER BY id DESC LIMIT 1")
-        return json.loads(text) if text else None
-
-    def read_ahead(self) -> None:
-        """Start reading what the next snapshot is written against while the directory is read
-        (on PostgreSQL, into a store that holds a snapshot): see ``snapshot_writer.NamesAhead``.
-        The store's lock is taken now; ``write_snapshot`` uses what was read."""
-        from . import snapshot_writer
-
-        if self.ahead is None and self.db.postgres and self.db.threads and self.snapshots_exist():
-            self.ahead = snapshot_writer.NamesAhead(self.db)
+                self.ahead = snapshot_writer.NamesAhead(self.db)
+        return self.refreshing[0]
 
     def snapshots_exist(self) -> bool:
         return self.db.scalar("SELECT max(id) FROM snapshots") is not None
@@ -375,7 +384,7 @@ class DriverStore:
         # another connection to the file keeps it in WAL (the switch then does nothing).
         sqlite = not self.db.postgres
         journal = sqlite and not self.snapshots_exist() and self._journal()
-        ahead, self.ahead = self.ahead, None
+        ahead, self.ahead, self.refreshing = self.ahead, None, None
         try:  # the write lock first: a snapshot writer compares against the last one
             written = self.transaction(lambda db: snapshot_writer.write(db, build, skip_unchanged, ahead))
         finally:
