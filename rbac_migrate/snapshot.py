@@ -350,8 +350,7 @@ class _Incremental:
             for dn, raw in self.changes.entries[search.name]:
                 (reader.user if search.name == USER else partial(reader.group, search.name))(dn, raw)
         self.gone = self._gone()
-        members = _Lazy(latest.members)
-        self._reread_holders(members, searched[1:])
+        self._reread_holders(searched[1:])
         changed = reader.entities()
         loose = [c for c in latest.of_kinds(LOOSE) if c.entity not in changed and c.entity not in self.gone]
         replaced = {c.entity for c in loose if c.norm in reader.by_norm}
@@ -364,10 +363,10 @@ class _Incremental:
             reader.know(latest.names(skip))
             reader.kept_by_norm = partial(self._kept_by_norm, skip)
         group_rows = reader.resolved_groups()
-        rows += self._rewritten(members, replaced, changed)
+        rows += self._rewritten(replaced, changed)
         closed = self.gone | replaced
         if group_rows or self.gone:
-            closed |= self._unreferenced({c.entity for c in loose}, members, group_rows, changed)
+            closed |= self._unreferenced({c.entity for c in loose}, group_rows, changed)
         rows = [row for row in [*reader.rows, *rows, *group_rows] if row[ENTITY] not in closed]
         return Update(head, rows, closed)
 
@@ -397,7 +396,7 @@ class _Incremental:
                 found |= {c.entity for c in latest.of_kinds((kind,)) if c.uuid not in present}
         return found - self.reader.entities()
 
-    def _reread_holders(self, members: _Lazy, groups: list[Search]) -> None:
+    def _reread_holders(self, groups: list[Search]) -> None:
         """Read again the groups that held an entry now renamed or gone.
 
         The directory rewrites their member values itself (AD's linked attributes, slapd's refint),
@@ -411,11 +410,7 @@ class _Incremental:
         if not moved:
             return
         changed = self.reader.entities()
-        holders = [
-            g
-            for g, held in members.value.items()
-            if g not in changed and g not in self.gone and not moved.isdisjoint(held)
-        ]
+        holders = [g for g in self.latest.holders(moved) if g not in changed and g not in self.gone]
         for _group, cur in sorted(self.latest.current(holders).items()):
             search = next(s for s in groups if s.name == cur.kind)
             found = list(self.directory.search_raw(cur.dn, search.filter, search.attributes, scope="base", paged=False))
@@ -430,17 +425,17 @@ class _Incremental:
         rows = self.latest.rows(changed).values()
         return [(*row[:KIND], DANGLING if row[KIND] == EXTERNAL else EXTERNAL, *row[KIND + 1 :]) for row in rows]
 
-    def _rewritten(self, members: _Lazy, replaced: set[int], changed: set[int]) -> list[tuple]:
+    def _rewritten(self, replaced: set[int], changed: set[int]) -> list[tuple]:
         """Kept groups holding a member value that now names an entry the server reported."""
         if not replaced:
             return []
         by_norm = self.reader.by_norm
         target = {e: by_norm[self.latest.entries[e].norm] for e in replaced}
-        holders = [g for g, held in members.value.items() if g not in changed and not replaced.isdisjoint(held)]
-        rows = self.latest.rows(holders)
-        return [(*row[:MEMBERS], pack([target.get(m, m) for m in members.value[g]])) for g, row in rows.items()]
+        holding = self.latest.holders(replaced)
+        rows = self.latest.rows(g for g in holding if g not in changed)
+        return [(*row[:MEMBERS], pack([target.get(m, m) for m in holding[g]])) for g, row in rows.items()]
 
-    def _unreferenced(self, candidates: set[int], members: _Lazy, group_rows: list[tuple], changed) -> set[int]:
+    def _unreferenced(self, candidates: set[int], group_rows: list[tuple], changed) -> set[int]:
         """Kept entries known only from member values that no group holds any longer."""
         if not candidates:
             return set()
@@ -457,23 +452,10 @@ class _Incremental:
         if not at_risk:
             return set()
         held = set()
-        for group, values in members.value.items():
+        for group, values in self.latest.holders(at_risk).items():
             if group not in changed and group not in self.gone:
                 held |= at_risk.intersection(values)
         return at_risk - held
-
-
-class _Lazy:
-    """A value computed on first use."""
-
-    def __init__(self, make: Callable) -> None:
-        self.make, self._value, self.done = make, None, False
-
-    @property
-    def value(self):
-        if not self.done:
-            self._value, self.done = self.make(), True
-        return self._value
 
 
 # -- reading into the store ----------------------------------------------------------------------

@@ -252,3 +252,29 @@ def _write_old_style(conn, number: int, snap: Snapshot) -> None:
                 "members": pack(snap.members[e.idx]) if e.idx in snap.members else None,
             },
         )
+
+
+def test_holders_tells_a_member_from_its_bytes_astride_two_others(store_url):
+    """An incremental read asks which groups hold a few entities (renamed, gone, or known only from
+    member values); the database finds the groups whose packed members contain an entity's four
+    bytes, and an occurrence astride two numbers must not count: members 256 and 0 pack to
+    00 01 00 00 00 00 00 00, which holds entity 1's bytes (01 00 00 00) one byte in."""
+    from rbac_migrate.store.driver import driver_of
+    from rbac_migrate.store.snapshot_writer import FEW_HELD, Latest
+
+    users = [Entry(i, USER, f"uid=u{i},ou=people,dc=x", f"u{i}", f"uuid-{i}", True, {}) for i in range(300)]
+    groups = [Entry(300, GRANT, "cn=astride,ou=grants,dc=x", "astride", "uuid-g0", True, {})]
+    groups.append(Entry(301, GRANT, "cn=plain,ou=grants,dc=x", "plain", "uuid-g1", True, {}))
+    members = {300: (256, 0), 301: (1, 2, 3)}
+    store = open_store(store_url)
+    store.save_snapshot(Snapshot(START, "ldap://x", "openldap", {"user_base": "dc=x"}, [*users, *groups], members))
+    with store.connect() as conn:
+        latest = Latest(driver_of(conn))
+        assert pack([256, 0])[1:5] == pack([1])
+        assert set(latest.holders({1})) == {301}
+        assert set(latest.holders({256})) == {300}
+        assert set(latest.holders({0, 3})) == {300, 301}
+        assert latest.holders({7}) == {}
+        many = set(range(100, 100 + FEW_HELD)) | {1}  # more than the database is asked to look for
+        assert set(latest.holders(many)) == {301}
+        assert list(latest.holders({1})[301]) == [1, 2, 3]

@@ -16,11 +16,16 @@ def pack(indexes: Iterable[int]) -> bytes:
 
 
 def unpack(blob: bytes | None) -> tuple[int, ...]:
+    return tuple(unpacked(blob))
+
+
+def unpacked(blob: bytes | None) -> array:
+    """The entity numbers as an array: a copy of the bytes, no Python number made for each."""
     packed = array("i")
     packed.frombytes(blob or b"")
     if sys.byteorder == "big":
         packed.byteswap()
-    return tuple(packed)
+    return packed
 
 
 @dataclass(frozen=True)

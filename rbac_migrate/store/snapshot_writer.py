@@ -23,7 +23,7 @@ from .. import dn as dnutil
 from ..errors import StoreError
 from ..kinds import GRANT, ROLE, USER, identity_key
 from .driver import Db
-from .packing import Written, pack, unpack
+from .packing import Written, pack, unpacked
 
 if TYPE_CHECKING:
     from ..model import Snapshot
@@ -85,6 +85,7 @@ class Current:
 
 
 CURRENT_COLUMNS = "entity, identity, kind, dn, dn_norm, enabled, uuid"
+FEW_HELD = 16  # entities the database looks for in the packed members themselves (see Latest.holders)
 CURRENT = "FROM entry_versions WHERE until IS NULL"
 
 
@@ -198,12 +199,28 @@ class Latest:
         self.read.update((row[0], _driver_row(row)) for row in found)
         return {e: self.read[e] for e in wanted if e in self.read}
 
-    def members(self) -> dict[int, array]:
-        """Every current group's members, as packed arrays."""
-        return {
-            e: array("i", unpack(blob))
-            for e, blob in self.db.rows(f"SELECT entity, members {CURRENT} AND members IS NOT NULL")
-        }
+    def holders(self, entities: Iterable[int]) -> dict[int, array]:
+        """The current groups holding any of these entities, with their members.
+
+        For a few entities the database looks for each one's four bytes in the packed members, so
+        only the groups holding one are read (bytes found astride two numbers are told apart
+        here); for more, every group is read.
+        """
+        wanted = set(entities)
+        if not wanted:
+            return {}
+        query = f"SELECT entity, members {CURRENT} AND members IS NOT NULL"
+        if len(wanted) <= FEW_HELD:
+            search = "position(? in members) > 0" if self.db.postgres else "instr(members, ?) > 0"
+            found = self.db.rows(f"{query} AND ({' OR '.join([search] * len(wanted))})", [pack([e]) for e in wanted])
+        else:
+            found = self.db.rows(query)
+        held = {}
+        for group, blob in found:
+            members = unpacked(bytes(blob))
+            if not wanted.isdisjoint(members):
+                held[group] = members
+        return held
 
     def names(self, skip: set[int]) -> Names:
         """{DN as UTF-8: entity} of every current entry but ``skip``: what member values resolve to."""
