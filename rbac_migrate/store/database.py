@@ -20,7 +20,7 @@ from ..model import Batch, Entry, Snapshot, SnapshotInfo
 from . import audit as audit_store
 from . import journal, lean, migrations
 from . import snapshots as snapshot_store
-from .driver import closed, driver_of, first_line, opened, sqlite_pragmas
+from .driver import closed, driver_of, first_line, latest_sync_state, opened, sqlite_pragmas
 from .packing import Written
 from .schema import snapshots
 
@@ -159,7 +159,7 @@ class Store:
         SQLAlchemy reads the rest of the store when it writes (``DriverStore.begin_refresh`` starts
         early)."""
         with self.connect() as conn:
-            return snapshot_store.latest_sync_state(conn)
+            return latest_sync_state(driver_of(conn))
 
     def write_snapshot(self, build, skip_unchanged: bool = False, preview: bool = False):
         """Write the rows ``build`` makes against the latest snapshot, in one transaction.

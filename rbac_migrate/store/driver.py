@@ -240,7 +240,8 @@ def _import_psycopg2():
     return psycopg2
 
 
-def _latest_sync_state(db: Db) -> dict | None | bool:
+def latest_sync_state(db: Db) -> dict | None | bool:
+    """The latest snapshot's sync state (None where it recorded none), False where there is none."""
     import json
 
     found = db.rows("SELECT sync FROM snapshots ORDER BY id DESC LIMIT 1")
@@ -364,7 +365,7 @@ class DriverStore:
         connection until ``write_snapshot`` uses what it read). Asked again before that, it
         answers what it found the first time, without waiting for the thread."""
         if self.refreshing is None:
-            self.refreshing = (_latest_sync_state(self.db),)
+            self.refreshing = (latest_sync_state(self.db),)
             if self.refreshing[0] is not False and self.db.postgres and self.db.threads:
                 from . import snapshot_writer
 

@@ -217,7 +217,7 @@ class Latest:
             found = self.db.rows(query)
         held = {}
         for group, blob in found:
-            members = unpacked(bytes(blob))
+            members = unpacked(blob)
             if not wanted.isdisjoint(members):
                 held[group] = members
         return held

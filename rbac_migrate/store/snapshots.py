@@ -32,14 +32,6 @@ def valid_at(snapshot_id: int, latest: bool = False):
     return and_(V.since <= snapshot_id, or_(V.until.is_(None), V.until > snapshot_id))
 
 
-def latest_sync_state(conn: Connection) -> dict | None | bool:
-    """The latest snapshot's sync state (None where it recorded none), False where there is none."""
-    found = conn.execute(select(snapshots.c.sync).order_by(snapshots.c.id.desc()).limit(1)).first()
-    if found is None:
-        return False
-    return json.loads(found[0]) if found[0] else None
-
-
 # -- pruning ------------------------------------------------------------------------------------
 
 
