@@ -34,6 +34,9 @@ class Changer:
         self.conn, self.org, self.ad = conn, org, flavour == "ad"
         self.rng = random.Random(seed)
         self.serial = 0
+        # DNs deleted or renamed away since the latest snapshot, which still lists them: an
+        # administrator would not change them, and AD refuses a member value that names nothing.
+        self.gone: set[str] = set()
         self.sample = org.sample
 
     def _latest(self) -> Snapshot:
@@ -76,7 +79,7 @@ class Changer:
         for _ in range(steps):
             snap = self._latest()
             by_idx = {e.idx: e for e in snap.entries}
-            users = [e for e in snap.entries if e.kind == USER]
+            users = [e for e in snap.entries if e.kind == USER and e.dn.lower() not in self.gone]
             groups = [e for e in snap.entries if e.is_group]
             user, group = self.rng.choice(users), self.rng.choice(groups)
             getattr(self, f"_step{self.rng.randrange(8)}")(user, group, snap, by_idx)
@@ -88,6 +91,7 @@ class Changer:
 
     def _step1(self, user, group, snap, by_idx):  # member removed
         members = [by_idx[m] for m in snap.members[group.idx] if by_idx[m].kind == USER]
+        members = [m for m in members if m.dn.lower() not in self.gone]
         if len(members) > 1:
             self.conn.modify(group.dn, {"member": [(ldap3.MODIFY_DELETE, [self.rng.choice(members).dn])]})
             self._ok()
@@ -95,6 +99,7 @@ class Changer:
     def _step2(self, user, group, snap, by_idx):  # user deleted
         self.conn.delete(user.dn)
         self._ok()
+        self.gone.add(user.dn.lower())
         self._settled(user.dn)
 
     def _step3(self, user, group, snap, by_idx):  # renamed (moddn), or moved out of the user base
@@ -105,6 +110,7 @@ class Changer:
         else:
             self.conn.modify_dn(user.dn, f"{rdn}={value}", new_superior=self.sample.groups_dn)
         self._ok()
+        self.gone.add(user.dn.lower())
         self._settled(user.dn)
 
     def _step4(self, user, group, snap, by_idx):  # re-created under the same DN: a new identity
